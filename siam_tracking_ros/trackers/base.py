@@ -1,0 +1,94 @@
+"""The interface every tracker variant implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from siam_tracking_ros.core.geometry import FrameUploader
+from siam_tracking_ros.core.result import TrackResult
+
+
+class InvalidBoxError(ValueError):
+    """Raised by :meth:`SiameseTracker.init` for a box that cannot be tracked."""
+
+
+def validate_init_box(box: Sequence[float], frame_shape: Sequence[int]) -> tuple[float, ...]:
+    """Check an ``(x, y, w, h)`` init box against a frame; return it as floats or raise.
+
+    Rejects NaN/inf, non-positive sizes and boxes that do not overlap the frame.
+    """
+    if len(box) != 4:
+        raise InvalidBoxError(f"box needs 4 numbers (x, y, w, h), got {len(box)}")
+    x, y, w, h = (float(v) for v in box)
+    if not all(np.isfinite([x, y, w, h])):
+        raise InvalidBoxError(f"box has non-finite values: {(x, y, w, h)}")
+    if w <= 0 or h <= 0:
+        raise InvalidBoxError(f"box width and height must be positive, got w={w} h={h}")
+    height, width = frame_shape[:2]
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise InvalidBoxError(
+            f"box {(x, y, w, h)} lies outside the {width}x{height} image")
+    return x, y, w, h
+
+
+class SiameseTracker(ABC):
+    """Base class: holds the network, the device and the per-target state.
+
+    Subclasses implement :meth:`_init` and :meth:`_track`. Frames are HxWx3 uint8 BGR arrays;
+    boxes are ``(x, y, w, h)`` in source pixels. Template features are computed once in ``init``.
+    """
+
+    #: registry name, set by :func:`~siam_tracking_ros.trackers.registry.register_tracker`
+    name: str = ""
+    #: whether ``track`` returns masks
+    produces_mask: bool = False
+
+    def __init__(self, model: nn.Module, config: Any, device: torch.device) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.dtype = torch.float32
+        self.upload = FrameUploader(self.device)
+        self._initialized = False
+
+    @property
+    def initialized(self) -> bool:
+        """True once :meth:`init` succeeded and until :meth:`reset`."""
+        return self._initialized
+
+    def half(self) -> SiameseTracker:
+        """Run the network in fp16 (CUDA only; a no-op on CPU)."""
+        if self.device.type == "cuda":
+            self.model.half()
+            self.dtype = torch.float16
+        return self
+
+    @torch.inference_mode()
+    def init(self, frame: np.ndarray, box: Sequence[float]) -> None:
+        """Start tracking the object in ``box`` of ``frame``."""
+        checked = validate_init_box(box, frame.shape)
+        self._init(frame, checked)
+        self._initialized = True
+
+    @torch.inference_mode()
+    def track(self, frame: np.ndarray) -> TrackResult:
+        """Locate the target in ``frame``."""
+        if not self._initialized:
+            raise RuntimeError(f"{self.name}: track() called before init()")
+        return self._track(frame)
+
+    def reset(self) -> None:
+        """Forget the target."""
+        self._initialized = False
+
+    @abstractmethod
+    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None: ...
+
+    @abstractmethod
+    def _track(self, frame: np.ndarray) -> TrackResult: ...

@@ -1,0 +1,131 @@
+"""Registry of tracker variants: a name maps to a config dataclass and a builder.
+
+A variant registers itself from its own module inside :mod:`siam_tracking_ros.trackers`
+(every module there is imported on first use), so adding a variant is adding a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siam_tracking_ros.core.device import resolve_device
+from siam_tracking_ros.trackers.base import SiameseTracker
+
+#: folder of the trained default weights that ship with the package
+PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "data"
+
+Builder = Callable[[Any, torch.device], SiameseTracker]
+Importer = Callable[[Mapping[str, torch.Tensor], Any], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """What the registry knows about one variant."""
+
+    name: str
+    config_cls: type
+    builder: Builder
+    description: str = ""
+    #: converts an official checkpoint's state dict (already unwrapped) to ours; None if none
+    importer: Importer | None = None
+
+    @property
+    def default_weights(self) -> Path:
+        """Where the packaged trained weights of this variant live (may not exist)."""
+        return PACKAGED_WEIGHTS_DIR / f"{self.name}.safetensors"
+
+
+_REGISTRY: dict[str, TrackerSpec] = {}
+_DISCOVERED = False
+
+
+def register_tracker(name: str, config_cls: type, description: str = "",
+                     importer: Importer | None = None) -> Callable[[Builder], Builder]:
+    """Decorator for a variant's builder ``(config, device) -> SiameseTracker``."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
+            raise ValueError(f"tracker '{name}' is registered twice")
+        _REGISTRY[name] = TrackerSpec(name, config_cls, builder, description, importer)
+        return builder
+
+    return decorate
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    package = importlib.import_module("siam_tracking_ros.trackers")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in {"base", "registry"}:
+            importlib.import_module(f"siam_tracking_ros.trackers.{info.name}")
+    _DISCOVERED = True
+
+
+def list_trackers() -> list[str]:
+    """Names of all registered variants, sorted."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> TrackerSpec:
+    """The :class:`TrackerSpec` of ``name``; raises ``KeyError`` listing the known names."""
+    _discover()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown tracker '{name}'; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def make_config(name: str, stored: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
+    """The variant's default config, updated by a weights file's stored config, then overrides.
+
+    Unknown override keys raise ``ValueError`` naming the valid ones.
+    """
+    spec = get_spec(name)
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown option(s) for '{name}': {sorted(unknown)}; valid: {sorted(fields)}")
+    values = {k: v for k, v in (stored or {}).items() if k in fields}
+    values.update(overrides)
+    return spec.config_cls(**values)
+
+
+def build_tracker(name: str, weights: str | Path | None = None, device: str | torch.device = "auto",
+                  **overrides: Any) -> SiameseTracker:
+    """Build a ready tracker.
+
+    Args:
+        name: registry name (see :func:`list_trackers`).
+        weights: ``None`` for the packaged trained default, a path to a project ``.safetensors``
+            file or an official checkpoint, or ``"random"`` for an untrained network (tests only).
+        device: ``auto|cpu|cuda|cuda:N``.
+        **overrides: config fields (hyper-parameters or architecture options).
+    """
+    from siam_tracking_ros.weights.io import load_for_variant
+
+    spec = get_spec(name)
+    torch_device = resolve_device(device)
+    if weights == "random":
+        config = make_config(name, **overrides)
+        state = None
+    else:
+        state, stored = load_for_variant(spec, weights)
+        config = make_config(name, stored, **overrides)
+    tracker = spec.builder(config, torch_device)
+    tracker.name = name
+    if state is not None:
+        from siam_tracking_ros.weights.io import load_state_into
+
+        load_state_into(tracker.model, state, name)
+        tracker.model.to(torch_device).eval()
+    return tracker

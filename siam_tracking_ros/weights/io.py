@@ -1,0 +1,144 @@
+"""Project weight format (safetensors + config in its metadata) and safe checkpoint loading.
+
+A project file is a ``.safetensors`` whose metadata holds ``variant`` and ``config`` (JSON of the
+variant's config dataclass). Official checkpoints (``.pth``/``.model``) are read only with
+``torch.load(weights_only=True)`` and mapped to our parameter names by the variant's importer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+if TYPE_CHECKING:
+    from siam_tracking_ros.trackers.registry import TrackerSpec
+
+FORMAT_VERSION = "1"
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable, unsafe or made for another variant."""
+
+
+def save_weights(path: str | Path, state_dict: Mapping[str, torch.Tensor], variant: str,
+                 config: Any, half: bool = False, extra: Mapping[str, str] | None = None) -> Path:
+    """Write ``state_dict`` as a project ``.safetensors`` file tagged with ``variant`` and ``config``.
+
+    ``half`` stores floating tensors as fp16 (they are cast back to the model's dtype on load).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for key, value in state_dict.items():
+        value = value.detach().cpu()
+        if half and value.is_floating_point():
+            value = value.half()
+        tensors[key] = value.contiguous()
+    config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    metadata = {"format": FORMAT_VERSION, "variant": variant, "config": json.dumps(config_dict)}
+    metadata.update(extra or {})
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Metadata of a project file (``variant``, ``config`` JSON, ...)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"cannot read weights '{path}': {exc}") from exc
+
+
+def load_project_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a project ``.safetensors`` file."""
+    metadata = read_metadata(path)
+    try:
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"cannot read weights '{path}': {exc}") from exc
+
+
+def load_checkpoint_safely(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an official PyTorch checkpoint with ``weights_only=True`` and unwrap its state dict.
+
+    Accepts a bare state dict or ``{"state_dict"|"model"|"net": ...}``; strips ``module.``.
+    Anything that needs arbitrary unpickling is refused.
+    """
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise WeightsError(f"weights file not found: '{path}'") from exc
+    except Exception as exc:  # torch raises many types for unsafe or corrupt files
+        raise WeightsError(
+            f"refused to load '{path}': not a plain tensor checkpoint that loads with "
+            f"weights_only=True ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    for key in ("state_dict", "model", "net"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"'{path}' holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_for_variant(spec: TrackerSpec, weights: str | Path | None
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Resolve ``weights`` for ``spec`` and return ``(state_dict, stored_config)``.
+
+    ``None`` means the packaged default. A project file made for another variant, or an official
+    checkpoint whose keys do not fit the variant's importer, raises :class:`WeightsError`.
+    """
+    if weights is None or str(weights) == "":
+        path = spec.default_weights
+        if not path.exists():
+            raise WeightsError(
+                f"no trained default weights ship for '{spec.name}': train them with siam-train, "
+                f"pass a weights file, or weights='random' for an untrained network")
+    else:
+        path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsError(f"weights file not found: '{path}'")
+    if path.suffix == ".safetensors":
+        state, metadata = load_project_file(path)
+        variant = metadata.get("variant", "")
+        if variant != spec.name:
+            raise WeightsError(
+                f"weights '{path}' were made for variant '{variant or 'unknown'}', "
+                f"not for '{spec.name}'")
+        return state, json.loads(metadata.get("config", "{}"))
+    if spec.importer is None:
+        raise WeightsError(f"'{spec.name}' has no importer for official checkpoints; "
+                           f"use a project .safetensors file")
+    raw = load_checkpoint_safely(path)
+    try:
+        return spec.importer(raw, None), {}
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(
+            f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc
+
+
+def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], variant: str) -> None:
+    """``model.load_state_dict(state, strict=True)`` with shapes checked and a clear message."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(part for part in (
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "",
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}" if unexpected else "",
+            f"wrong shape {wrong[:5]}" if wrong else "") if part)
+        raise WeightsError(f"weights do not fit the '{variant}' network: {detail}")
+    converted = {k: v.to(own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(converted, strict=True)
