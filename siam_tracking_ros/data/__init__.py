@@ -1,0 +1,1 @@
+"""Readers for tracking datasets (OTB, VOT, GOT-10k, LaSOT layouts) shared by training and evaluation."""
