@@ -48,7 +48,7 @@ if [ "${SIAM_SKIP_BUILD:-0}" != "1" ]; then
   mkdir -p "$ROOT/build/.src"
   ln -sfn "$ROOT" "$ROOT/build/.src/siam_tracking_ros"
   colcon build --symlink-install --base-paths "$ROOT/build/.src" \
-    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF
+    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=ON
 fi
 
 step "checking the installed package"
