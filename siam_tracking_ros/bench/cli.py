@@ -1,0 +1,224 @@
+"""``siam-bench``: speed and memory of tracker variants (``model``) and of the ROS node (``node``).
+
+``siam-bench model --tracker NAME ... [--device cpu cuda] [--targets 1 4]`` measures load time,
+init latency, track latency p50/p95/p99, throughput and peak memory per variant and device.
+``siam-bench node --tracker NAME [--resolution 640x480 1920x1080] [--rate 30 60]`` measures
+end-to-end latency over DDS against the installed tracker node; ``--soak-frames N`` instead
+streams N frames and records the node's memory over time. Both write ``OUT/bench.json`` and
+``OUT/bench.md`` and print the table. Timings are reports, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import torch
+
+from siam_tracking_ros.bench import model as model_bench
+from siam_tracking_ros.data.sequences import find_sequences
+from siam_tracking_ros.eval import factory
+from siam_tracking_ros.eval.baselines import DEFAULT_NANO_BACKBONE, DEFAULT_NANO_NECKHEAD
+from siam_tracking_ros.eval.cli import _json_safe, machine_info
+
+MODEL_COLUMNS = ("tracker", "device", "targets", "resolution", "load_ms", "init_ms", "track_p50_ms",
+                 "track_p95_ms", "track_p99_ms", "fps", "target_fps", "peak_rss_mib", "cuda_peak_mib",
+                 "weights")
+NODE_COLUMNS = ("tracker", "resolution", "rate_hz", "published", "received", "dropped", "latency_p50_ms",
+                "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "node_latency_p50_ms")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        return int(width), int(height)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"resolution must be WxH, got {text!r}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siam-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tracker", nargs="+", required=True, metavar="NAME")
+    common.add_argument("--weights", nargs="+", metavar="[NAME=]PATH",
+                        help="weights per variant; variants without trained weights fall back to random "
+                             "(speed does not depend on the values)")
+    common.add_argument("--option", nargs="+", default=[], metavar="[NAME:]KEY=VALUE")
+    common.add_argument("--sequence", type=Path, default=model_bench.default_sequence_dir(),
+                        help="real frames to track (a sequence folder)")
+    common.add_argument("--out", type=Path, required=True)
+    common.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
+
+    model = sub.add_parser("model", parents=[common], help="per-variant latency, throughput, memory")
+    model.add_argument("--device", nargs="+", default=["cpu"])
+    model.add_argument("--targets", nargs="+", type=int, default=[1], help="targets tracked at once")
+    model.add_argument("--frames", type=int, default=100, help="frames to track")
+    model.add_argument("--warmup", type=int, default=5)
+    model.add_argument("--resolution", type=_resolution, help="resize frames to WxH (default: as stored)")
+    model.add_argument("--nano-backbone", default=str(DEFAULT_NANO_BACKBONE))
+    model.add_argument("--nano-neckhead", default=str(DEFAULT_NANO_NECKHEAD))
+
+    node = sub.add_parser("node", parents=[common], help="end-to-end latency over DDS; soak")
+    node.add_argument("--device", default="cpu")
+    node.add_argument("--resolution", nargs="+", type=_resolution, default=[(640, 480), (1920, 1080)])
+    node.add_argument("--rate", nargs="+", type=float, default=[30.0, 60.0])
+    node.add_argument("--duration", type=float, default=10.0, help="seconds per (resolution, rate)")
+    node.add_argument("--soak-frames", type=int, help="soak: stream this many frames, sample memory")
+    node.add_argument("--sample-every", type=float, default=5.0, help="soak: seconds between samples")
+    node.add_argument("--node-arg", nargs="+", default=[], help="extra --ros-args for the node")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    cv2.setNumThreads(max(1, args.threads))
+    try:
+        requests = factory.build_requests(args.tracker, args.weights, args.option)
+        sequence = find_sequences(args.sequence)[0]
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        print(f"siam-bench: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    if args.command == "model":
+        rows = run_model(args, requests, sequence)
+        columns = MODEL_COLUMNS
+    else:
+        try:
+            rows = run_node(args, requests, sequence)
+        except (FileNotFoundError, RuntimeError) as exc:
+            print(f"siam-bench: {exc}", file=sys.stderr)
+            return 1
+        columns = NODE_COLUMNS
+    write_report(args, rows, columns, argv)
+    return 0
+
+
+def _with_weights_fallback(request: factory.TrackerRequest, attempt: Any) -> Any:
+    """Run ``attempt(request)``; a variant with no trained weights is retried with random ones."""
+    from siam_tracking_ros.weights.io import WeightsError
+
+    try:
+        return attempt(request)
+    except WeightsError:
+        if request.weights is not None:
+            raise
+        fallback = factory.TrackerRequest(request.name, "random", request.options)
+        return attempt(fallback)
+
+
+def run_model(args: argparse.Namespace, requests: list[factory.TrackerRequest],
+              sequence: Any) -> list[dict[str, Any]]:
+    frames, box = model_bench.load_frames(sequence, args.frames + 1, args.resolution)
+    rows = []
+    for request in requests:
+        for device in args.device:
+            for targets in args.targets:
+                def attempt(req: factory.TrackerRequest, device: str = device, targets: int = targets) -> Any:
+                    return model_bench.bench_model(req, frames, box, device, targets, args.warmup,
+                                                   nano_paths=(args.nano_backbone, args.nano_neckhead))
+                try:
+                    result = _with_weights_fallback(request, attempt).as_dict()
+                except Exception as exc:  # report and go on with the next configuration
+                    result = {"tracker": request.name, "device": device, "targets": targets,
+                              "error": f"{type(exc).__name__}: {exc}"}
+                print(format_table([result], MODEL_COLUMNS).splitlines()[-1], flush=True)
+                rows.append(result)
+    return rows
+
+
+def run_node(args: argparse.Namespace, requests: list[factory.TrackerRequest],
+             sequence: Any) -> list[dict[str, Any]]:
+    from siam_tracking_ros.bench import node as node_bench
+
+    frames, box = model_bench.load_frames(sequence, 60, None)
+    height, width = frames[0].shape[:2]
+    args.out.mkdir(parents=True, exist_ok=True)
+    client = node_bench.BenchClient()
+    rows: list[dict[str, Any]] = []
+    try:
+        for request in requests:
+            extra = list(args.node_arg)
+            if request.weights:
+                extra += ["-p", f"weights:={request.weights}"]
+            process = node_bench.NodeProcess(request.name, args.device, extra,
+                                             args.out / f"node_{request.name}.log")
+            try:
+                rows += _node_runs(args, request.name, client, process, frames, box, (width, height))
+            finally:
+                process.stop()
+    finally:
+        client.close()
+    return rows
+
+
+def _node_runs(args: argparse.Namespace, name: str, client: Any, process: Any, frames: list,
+               box: Any, source_size: tuple[int, int]) -> list[dict[str, Any]]:
+    from siam_tracking_ros.bench import node as node_bench
+
+    settings = ([(args.resolution[0], args.rate[0])] if args.soak_frames
+                else [(r, f) for r in args.resolution for f in args.rate])
+    rows = []
+    for resolution, rate in settings:
+        messages = node_bench.make_image_messages(frames, resolution)
+        scale = [resolution[0] / source_size[0], resolution[1] / source_size[1]] * 2
+        for _ in range(10):  # give the node a frame to initialise on
+            client.publish(messages[0])
+            time.sleep(0.1)
+        ok, message = client.init_target(box * scale)
+        if not process.alive():
+            raise RuntimeError(f"tracker node exited (see {args.out}/node_{name}.log)")
+        if not ok:
+            raise RuntimeError(f"init_target failed: {message}")
+        client.clear()
+        count = args.soak_frames or int(args.duration * rate)
+        sample_every = args.sample_every if args.soak_frames else 0.0
+        stamps, samples = node_bench.publish_stream(client, messages, count, rate, process.pid, sample_every)
+        time.sleep(1.0)  # let the last results arrive
+        result = node_bench.summarize_stream(name, resolution, rate, client, stamps, samples).as_dict()
+        if args.soak_frames:
+            result["rss_drift_mib"] = node_bench.memory_drift(samples, "rss_mib")
+            result["gpu_drift_mib"] = node_bench.memory_drift(samples, "gpu_mib")
+        print(format_table([result], NODE_COLUMNS).splitlines()[-1], flush=True)
+        rows.append(result)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """Markdown table of ``rows``; rows with an ``error`` show it in the last column."""
+    header = [*columns, "error"] if any("error" in r for r in rows) else list(columns)
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in header) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+def write_report(args: argparse.Namespace, rows: list[dict[str, Any]], columns: tuple[str, ...],
+                 argv: list[str] | None) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "siam-bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    document = {"command": command, "machine": machine_info(),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": rows}
+    (args.out / "bench.json").write_text(json.dumps(_json_safe(document), indent=1))
+    table = format_table(rows, columns)
+    (args.out / "bench.md").write_text(f"`{command}`\n\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

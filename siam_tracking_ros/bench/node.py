@@ -1,0 +1,232 @@
+"""Node-level benchmark over real DDS: the tracker node runs as a subprocess; this process publishes
+``sensor_msgs/Image`` on the node's ``image`` topic at a fixed rate, starts a target through
+``~/init_target`` and receives ``~/tracked_object``.
+
+Latency is reception time minus the image stamp (both from this process's clock; the node copies
+the image stamp into the TrackedObject header). Frames the node skips (it keeps only the newest
+image) are counted as dropped. A soak run samples the node's RSS (and GPU memory via nvidia-smi)
+over time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from siam_tracking_ros.bench.memory import gpu_process_mib, rss_mib
+
+NODE_NAME = "bench_tracker"
+IMAGE_TOPIC = "/siam_bench/image"
+
+
+def node_executable() -> str | None:
+    """The installed ``tracker_node`` (colcon overlay), or None when it is not built."""
+    root = Path(__file__).resolve().parents[2]
+    candidate = root / "install" / "siam_tracking_ros" / "lib" / "siam_tracking_ros" / "tracker_node"
+    if candidate.is_file():
+        return str(candidate)
+    return shutil.which("tracker_node")
+
+
+@dataclass
+class NodeBenchResult:
+    """One (resolution, rate) run, or a soak run; times in milliseconds."""
+
+    tracker: str
+    resolution: str
+    rate_hz: float
+    published: int
+    received: int
+    dropped: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    node_latency_p50_ms: float | None
+    node_dropped_frames: int | None
+    memory: list[dict[str, float | None]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_image_messages(frames: list[np.ndarray], resolution: tuple[int, int]) -> list[Any]:
+    """``bgr8`` Image messages of the frames resized to ``resolution`` (W, H), built once."""
+    from sensor_msgs.msg import Image
+
+    messages = []
+    for frame in frames:
+        image = cv2.resize(frame, resolution, interpolation=cv2.INTER_LINEAR)
+        msg = Image(height=image.shape[0], width=image.shape[1], encoding="bgr8", is_bigendian=0,
+                    step=image.shape[1] * 3)
+        msg.data = image.tobytes()
+        messages.append(msg)
+    return messages
+
+
+class NodeProcess:
+    """The tracker node as a child process, with its ``image`` topic remapped and a fixed name."""
+
+    def __init__(self, tracker: str, device: str, extra_args: list[str], log_path: Path) -> None:
+        executable = node_executable()
+        if executable is None:
+            raise FileNotFoundError("tracker_node is not installed (build the package with colcon)")
+        command = [executable, "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:={IMAGE_TOPIC}",
+                   "-p", f"tracker:={tracker}", "-p", f"device:={device}", *extra_args]
+        self.command = command
+        self.log = log_path.open("w")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+class BenchClient:
+    """rclpy side: image publisher, TrackedObject subscriber and init_target client."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from siam_tracking_ros.msg import TrackedObject
+        from siam_tracking_ros.srv import InitTarget
+
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = rclpy.create_node("siam_bench")
+        # reliable publisher: matches reliable and best-effort subscriptions
+        self.publisher = self.node.create_publisher(
+            Image, IMAGE_TOPIC, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        # best-effort subscription: matches reliable and best-effort publishers
+        self.subscription = self.node.create_subscription(
+            TrackedObject, f"/{NODE_NAME}/tracked_object", self._on_result,
+            QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self.client = self.node.create_client(InitTarget, f"/{NODE_NAME}/init_target")
+        self.InitTarget = InitTarget
+        self.lock = threading.Lock()
+        self.received: dict[int, tuple[float, Any]] = {}
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def _on_result(self, msg: Any) -> None:
+        arrival = self.now_ns()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.received[stamp] = (arrival, msg)
+
+    def publish(self, msg: Any) -> int:
+        stamp = self.now_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        msg.header.frame_id = "bench_camera"
+        self.publisher.publish(msg)
+        return stamp
+
+    def init_target(self, box: np.ndarray, timeout: float = 60.0) -> tuple[bool, str]:
+        if not self.client.wait_for_service(timeout_sec=timeout):
+            return False, "init_target service did not appear"
+        request = self.InitTarget.Request()
+        request.x, request.y, request.width, request.height = (float(v) for v in box)
+        future = self.client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not future.done():
+            return False, "init_target timed out"
+        response = future.result()
+        return bool(response.success), str(response.message)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if values.size else None
+
+
+def publish_stream(client: BenchClient, messages: list[Any], count: int, rate_hz: float,
+                   node_pid: int | None = None, sample_every_s: float = 0.0
+                   ) -> tuple[list[int], list[dict[str, float | None]]]:
+    """Publish ``count`` frames at ``rate_hz`` (ping-pong through ``messages`` so motion stays
+    continuous); optionally sample the node's memory every ``sample_every_s`` seconds."""
+    period = 1.0 / rate_hz
+    order = list(range(len(messages))) + list(range(len(messages) - 2, 0, -1)) or [0]
+    stamps, samples = [], []
+    start = time.monotonic()
+    next_sample = start
+    for index in range(count):
+        target = start + index * period
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        stamps.append(client.publish(messages[order[index % len(order)]]))
+        if node_pid is not None and sample_every_s > 0 and time.monotonic() >= next_sample:
+            samples.append({"t_s": time.monotonic() - start, "frame": index, "rss_mib": rss_mib(node_pid),
+                            "gpu_mib": gpu_process_mib(node_pid)})
+            next_sample += sample_every_s
+    return stamps, samples
+
+
+def summarize_stream(tracker: str, resolution: tuple[int, int], rate_hz: float, client: BenchClient,
+                     stamps: list[int], samples: list[dict[str, float | None]]) -> NodeBenchResult:
+    """Match received results to published stamps and summarise latency and drops."""
+    with client.lock:
+        received = {s: client.received[s] for s in stamps if s in client.received}
+    latency = np.asarray([(arrival - stamp) / 1e6 for stamp, (arrival, _) in received.items()])
+    node_latency = np.asarray([msg.latency_ms for _, msg in received.values()])
+    last = max(received.values(), key=lambda v: v[0])[1] if received else None
+    return NodeBenchResult(
+        tracker=tracker, resolution=f"{resolution[0]}x{resolution[1]}", rate_hz=rate_hz,
+        published=len(stamps), received=len(received), dropped=len(stamps) - len(received),
+        latency_p50_ms=_percentile(latency, 50), latency_p95_ms=_percentile(latency, 95),
+        latency_p99_ms=_percentile(latency, 99),
+        latency_max_ms=float(latency.max()) if latency.size else None,
+        node_latency_p50_ms=_percentile(node_latency, 50),
+        node_dropped_frames=int(last.dropped_frames) if last is not None else None,
+        memory=samples)
+
+
+def memory_drift(samples: list[dict[str, float | None]], key: str = "rss_mib") -> float | None:
+    """Median of the last quarter of samples minus the median of the second quarter (MiB); the
+    first quarter is warm-up. None with fewer than 8 samples."""
+    values = [s[key] for s in samples if s.get(key) is not None]
+    if len(values) < 8:
+        return None
+    quarter = len(values) // 4
+    return float(np.median(values[-quarter:]) - np.median(values[quarter:2 * quarter]))

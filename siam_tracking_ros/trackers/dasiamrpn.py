@@ -1,0 +1,319 @@
+"""DaSiamRPN (Zhu et al. 2018): SiamRPN (BIG AlexNet) with distractor-aware re-ranking and
+local-to-global search.
+
+**Distractor-aware re-ranking.** Each frame the top ``num_candidates`` proposals (by penalised,
+windowed score) go through NMS (``nms_threshold``), leaving the candidate set ``P``. The target is
+
+    q = argmax_{p in P}  s(z, p) - a_hat * sum_i a_i s(d_i, p) / sum_i a_i
+
+where ``s(z, p)`` is the tracker's own proposal score (the RPN's template similarity after the
+scale/ratio penalty and cosine window), ``d_i`` are the distractors remembered from earlier frames
+with weights ``a_i`` (their foreground probability, decayed by ``1 - distractor_lr`` per frame),
+``a_hat = distractor_weight``, and ``s(d_i, p)`` is the cosine similarity of backbone feature
+windows: the template-sized window of the search features under ``p``'s score-map cell against
+the window under ``d_i``'s cell in its frame. The correlation is linear, so the sum over
+distractors is one correlation of the search features with the weighted sum of the normalised
+distractor windows (the paper's trick), computed for all cells at once. After the choice, the
+other candidates of ``P`` whose foreground probability exceeds ``distractor_threshold`` are added
+to the memory (at most ``max_distractors`` per frame).
+
+**Local-to-global search** (``long_term`` or :meth:`DaSiamRPNTracker.enable_global_search`): when
+the score falls below ``lost_threshold`` the target is considered lost, its state is frozen, the
+cosine window is dropped and the search region grows by ``search_step`` pixels per frame up to
+``max_instance_size``; once a proposal scores at least ``found_threshold`` the tracker jumps to it
+and returns to the normal region.
+
+Presets of the official models (``width_mult``, ``hidden``, ``lr``, ``window_influence``,
+``penalty_k``, ``adaptive``) are in :data:`OFFICIAL_PRESETS`; the defaults are ``SiamRPNBIG``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from siam_tracking_ros.core.anchors import nms_cxcywh
+from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.backbones.alexnet import add_missing_bn_counters, sequential_to_stages
+from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.siamfc import box_in_frame
+from siam_tracking_ros.trackers.siamrpn import (
+    Proposals,
+    SiamRPNConfig,
+    SiamRPNNet,
+    SiamRPNTracker,
+    _refuse_other_layouts,
+)
+
+#: architecture and hyper-parameters of the official DaSiamRPN models (their ``cfg`` dicts)
+OFFICIAL_PRESETS: dict[str, dict[str, float | int | bool]] = {
+    "SiamRPNBIG": {"width_mult": 2.0, "hidden": 512, "lr": 0.295, "window_influence": 0.42,
+                   "penalty_k": 0.055, "instance_size": 271, "adaptive": True},
+    "SiamRPNVOT": {"width_mult": 1.0, "hidden": 256, "lr": 0.45, "window_influence": 0.44,
+                   "penalty_k": 0.04, "instance_size": 271, "adaptive": False},
+    "SiamRPNOTB": {"width_mult": 1.0, "hidden": 256, "lr": 0.30, "window_influence": 0.40,
+                   "penalty_k": 0.22, "instance_size": 271, "adaptive": False},
+}
+
+
+@dataclass
+class DaSiamRPNConfig(SiamRPNConfig):
+    """SiamRPN options plus distractor-aware and long-term settings (defaults: SiamRPNBIG)."""
+
+    width_mult: float = 2.0
+    hidden: int = 512
+    instance_size: int = 271
+    penalty_k: float = 0.055
+    window_influence: float = 0.42
+    lr: float = 0.295
+    #: DaSiamRPN's ``adaptive``: search ``small_target_instance_size`` for targets smaller than
+    #: ``small_target_ratio`` of the image area
+    adaptive: bool = True
+    small_target_ratio: float = 0.004
+    small_target_instance_size: int = 287
+    distractor_aware: bool = True
+    num_candidates: int = 32
+    nms_threshold: float = 0.5
+    distractor_threshold: float = 0.5
+    max_distractors: int = 5
+    distractor_weight: float = 0.5
+    distractor_lr: float = 0.3
+    long_term: bool = False
+    lost_threshold: float = 0.3
+    found_threshold: float = 0.7
+    search_step: int = 64
+    max_instance_size: int = 767
+
+
+class DistractorMemory:
+    """Weighted sum of normalised distractor feature windows, decayed each frame.
+
+    ``kernel = sum_t (1-lr)^(T-t) lr sum_i a_i d_i/|d_i|`` and ``weight`` the same sum of ``a_i``;
+    ``similarity(x_f)`` gives ``<kernel, window(p)> / (|window(p)| weight)`` for every cell ``p``.
+    """
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device, learning_rate: float) -> None:
+        self.kernel = torch.zeros(shape, device=device)
+        self.weight = 0.0
+        self.learning_rate = learning_rate
+
+    def reset(self) -> None:
+        self.kernel.zero_()
+        self.weight = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return self.weight <= 0.0
+
+    def add(self, windows: torch.Tensor, weights: torch.Tensor) -> None:
+        """Decay the memory and add ``windows (N, C, h, w)`` with weights ``(N,)``."""
+        rate = self.learning_rate
+        norms = windows.flatten(1).norm(dim=1).clamp(min=1e-12)
+        combined = (windows * (weights / norms).view(-1, 1, 1, 1)).sum(dim=0, keepdim=True)
+        self.kernel.mul_(1 - rate).add_(rate * combined.to(self.kernel.dtype))
+        self.weight = (1 - rate) * self.weight + rate * float(weights.sum())
+
+    def similarity(self, x_f: torch.Tensor, window_norms: torch.Tensor) -> torch.Tensor:
+        """Weighted mean cosine similarity of every template-sized window of ``x_f (1, C, H, W)``."""
+        corr = F.conv2d(x_f.float(), self.kernel)[0, 0]
+        return corr / (window_norms * max(self.weight, 1e-12))
+
+
+def window_norms(x_f: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """L2 norm of every ``height x width`` window of ``x_f (1, C, H, W)`` -> ``(H-h+1, W-w+1)``."""
+    energy = x_f.float().pow(2).sum(dim=1, keepdim=True)
+    ones = torch.ones((1, 1, height, width), dtype=energy.dtype, device=energy.device)
+    return F.conv2d(energy, ones)[0, 0].clamp(min=0).sqrt().clamp(min=1e-12)
+
+
+def feature_windows(x_f: torch.Tensor, cells: torch.Tensor, score_size: int, height: int,
+                    width: int) -> torch.Tensor:
+    """Template-sized windows of ``x_f (1, C, H, W)`` under score-map cells -> ``(N, C, h, w)``."""
+    rows, cols = (cells // score_size).tolist(), (cells % score_size).tolist()
+    return torch.stack([x_f[0, :, r:r + height, c:c + width] for r, c in zip(rows, cols, strict=True)])
+
+
+def rerank(pscore: np.ndarray, candidates: np.ndarray, distractor_similarity: np.ndarray,
+           cells: np.ndarray, distractor_weight: float) -> int:
+    """Index (into the proposals) of the candidate maximising ``pscore - a_hat * sim_D(cell)``."""
+    objective = pscore[candidates] - distractor_weight * distractor_similarity[cells[candidates]]
+    return int(candidates[int(np.argmax(objective))])
+
+
+class DaSiamRPNTracker(SiamRPNTracker):
+    """SiamRPN tracking with distractor-aware re-ranking and local-to-global search."""
+
+    config: DaSiamRPNConfig
+
+    def __init__(self, model: SiamRPNNet, config: DaSiamRPNConfig, device: torch.device) -> None:
+        super().__init__(model, config, device)
+        self._long_term = config.long_term
+        self._lost = False
+        self.memory: DistractorMemory | None = None
+        for size in self.search_sizes():
+            self._prepare_geometry(size)
+
+    def search_sizes(self) -> list[int]:
+        """Every search size this tracker may use (geometry is precomputed for each)."""
+        cfg = self.config
+        base = {cfg.instance_size, cfg.small_target_instance_size} if cfg.adaptive else {cfg.instance_size}
+        sizes = set(base)
+        for start in base:
+            size = start + cfg.search_step
+            while size <= cfg.max_instance_size:
+                sizes.add(size)
+                size += cfg.search_step
+        return sorted(sizes)
+
+    def enable_global_search(self, flag: bool) -> None:
+        """Turn local-to-global search on (e.g. while the node reports LOST) or off."""
+        self._long_term = bool(flag)
+        if not flag and self._lost:
+            self._lost = False
+            self.instance_size = self._base_instance_size
+
+    @property
+    def lost(self) -> bool:
+        """True while the tracker is in the global (growing) search."""
+        return self._lost
+
+    def _initial_instance_size(self, frame_shape: tuple[int, ...]) -> int:
+        cfg = self.config
+        size = cfg.instance_size
+        area_ratio = self.size.prod() / float(frame_shape[0] * frame_shape[1])
+        if cfg.adaptive and area_ratio < cfg.small_target_ratio:
+            size = cfg.small_target_instance_size
+        self._base_instance_size = size
+        self._lost = False
+        return size
+
+    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
+        super()._init(frame, box)
+        z_f = self.features[0]
+        self._template_hw = (int(z_f.shape[-2]), int(z_f.shape[-1]))
+        z = z_f.float()
+        self._template_unit = z / z.norm().clamp(min=1e-12)
+        self.memory = DistractorMemory(tuple(z.shape), self.device, self.config.distractor_lr)
+
+    def reset(self) -> None:
+        super().reset()
+        if self.memory is not None:
+            self.memory.reset()
+
+    def candidates(self, props: Proposals) -> np.ndarray:
+        """NMS survivors among the ``num_candidates`` best proposals, best first."""
+        cfg = self.config
+        count = min(cfg.num_candidates, props.pscore.size)
+        top = np.argpartition(-props.pscore, count - 1)[:count]
+        boxes = torch.from_numpy(props.boxes[top])
+        kept = nms_cxcywh(boxes, torch.from_numpy(props.pscore[top]), cfg.nms_threshold)
+        return top[kept.numpy()]
+
+    def select(self, props: Proposals, x_f: torch.Tensor) -> tuple[int, np.ndarray]:
+        """Distractor-aware choice; returns ``(best proposal, candidate indices)``."""
+        cfg = self.config
+        candidates = self.candidates(props)
+        assert self.memory is not None
+        if not cfg.distractor_aware or self.memory.empty:
+            return int(candidates[0]), candidates
+        norms = window_norms(x_f, *self._template_hw)
+        similarity = self.memory.similarity(x_f, norms).flatten().cpu().numpy()
+        cells = np.arange(props.pscore.size) % similarity.size
+        return rerank(props.pscore, candidates, similarity, cells, cfg.distractor_weight), candidates
+
+    def remember_distractors(self, props: Proposals, candidates: np.ndarray, best: int,
+                             x_f: torch.Tensor) -> None:
+        """Add the strong non-chosen candidates of this frame to the distractor memory."""
+        cfg = self.config
+        chosen = [c for c in candidates if c != best and props.score[c] > cfg.distractor_threshold]
+        chosen = chosen[:cfg.max_distractors]
+        if not chosen or self.memory is None:
+            return
+        score_size = self.config.score_size_for(self.instance_size)
+        cells = torch.as_tensor(np.asarray(chosen) % (score_size * score_size))
+        windows = feature_windows(x_f.float(), cells, score_size, *self._template_hw)
+        weights = torch.as_tensor(props.score[chosen], dtype=torch.float32, device=windows.device)
+        self.memory.add(windows, weights)
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        cfg = self.config
+        out, scale_z = self._search(frame, return_features=cfg.distractor_aware)
+        props = self.proposals(out, scale_z, use_window=not self._lost)
+        if cfg.distractor_aware:
+            best, candidates = self.select(props, out["x_f"])
+        else:
+            best, candidates = int(np.argmax(props.pscore)), np.empty(0, dtype=np.int64)
+        score = float(props.score[best])
+        if self._lost and score < cfg.found_threshold:
+            self.instance_size = min(self.instance_size + cfg.search_step, self._largest_size())
+            cx, cy = self.center
+            w, h = self.size
+        else:
+            if self._lost:
+                self._lost = False
+            cx, cy, w, h = self.update_state(props, best, scale_z, frame.shape)
+            if cfg.distractor_aware:
+                self.remember_distractors(props, candidates, best, out["x_f"])
+            self.instance_size = self._base_instance_size
+            if self._long_term and score < cfg.lost_threshold:
+                self._lost = True
+                self.instance_size = min(self.instance_size + cfg.search_step, self._largest_size())
+        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), score,
+                           extra={"pscore": float(props.pscore[best]), "lost": self._lost,
+                                  "instance_size": self.instance_size})
+
+    def _largest_size(self) -> int:
+        sizes = [s for s in self.search_sizes()
+                 if (s - self._base_instance_size) % self.config.search_step == 0]
+        return max(sizes)
+
+
+_DASIAMRPN_RENAMES = {
+    "conv_cls1": "rpn_head.template_cls_conv",
+    "conv_r1": "rpn_head.template_loc_conv",
+    "conv_cls2": "rpn_head.search_cls_conv",
+    "conv_r2": "rpn_head.search_loc_conv",
+    "regress_adjust": "rpn_head.loc_adjust",
+}
+
+
+def import_official_dasiamrpn(state: Mapping[str, torch.Tensor], config: DaSiamRPNConfig | None
+                              ) -> dict[str, torch.Tensor]:
+    """Map ``SiamRPNBIG.model`` / ``SiamRPNVOT.model`` / ``SiamRPNOTB.model`` to :class:`SiamRPNNet`.
+
+    ``featureExtract.{i}`` -> ``backbone.conv{n}.{0|1}``; ``conv_cls1|conv_r1`` (template kernels),
+    ``conv_cls2|conv_r2`` (search adapters) and ``regress_adjust`` -> the up-channel head. The VOT
+    and OTB files need ``width_mult=1.0, hidden=256`` (see :data:`OFFICIAL_PRESETS`).
+    """
+    if any(k.startswith(("rpn_head.", "backbone.")) for k in state):
+        raise KeyError("this is a pysot/siamfc-pytorch checkpoint (backbone.*/rpn_head.*): load it with "
+                       "'siamrpn' or 'siamfc', not 'dasiamrpn'")
+    _refuse_other_layouts(state, "dasiamrpn")
+    if not any(k.startswith("featureExtract.") for k in state):
+        raise KeyError("not a DaSiamRPN checkpoint: no 'featureExtract.*' keys")
+    out = sequential_to_stages(state, "featureExtract", "backbone")
+    for key, value in state.items():
+        module, _, rest = key.partition(".")
+        if module in _DASIAMRPN_RENAMES:
+            out[f"{_DASIAMRPN_RENAMES[module]}.{rest}"] = value
+        elif module != "featureExtract":
+            raise KeyError(f"unexpected key for a DaSiamRPN checkpoint: '{key}'")
+    missing = [m for m in _DASIAMRPN_RENAMES if f"{_DASIAMRPN_RENAMES[m]}.weight" not in out]
+    if missing:
+        raise KeyError(f"DaSiamRPN checkpoint lacks {missing}")
+    return add_missing_bn_counters(out)
+
+
+@register_tracker("dasiamrpn", DaSiamRPNConfig,
+                  description="DaSiamRPN: SiamRPN (BIG AlexNet) + distractor-aware re-ranking, "
+                              "local-to-global search",
+                  importer=import_official_dasiamrpn)
+def build_dasiamrpn(config: DaSiamRPNConfig, device: torch.device) -> DaSiamRPNTracker:
+    """Build a :class:`DaSiamRPNTracker` with an untrained up-channel :class:`SiamRPNNet`."""
+    if config.head != "upchannel":
+        raise ValueError("dasiamrpn uses the up-channel RPN head (head='upchannel')")
+    return DaSiamRPNTracker(SiamRPNNet(config), config, device)

@@ -1,0 +1,303 @@
+"""NanoTrack v1/v2/v3: MobileNetV3-small backbone + anchor-free BAN head, pysot-style tracking.
+
+The network takes float BGR crops in 0..255 (NanoTrack uses no normalisation). Tracking follows
+the official NanoTracker: context crop, softmax foreground score, (l, t, r, b) distances decoded
+around a grid of points, scale/ratio penalty, cosine window, size smoothing with
+``lr = penalty * score * LR``, clipping. Official checkpoints load through
+:func:`import_official_nanotrack` (keys ``backbone.*`` and ``ban_head.*``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from siam_tracking_ros.core.geometry import (
+    change_ratio,
+    clip_box_xywh,
+    context_size,
+    cosine_window,
+    crop_subwindow,
+    crop_subwindow_numpy,
+    frame_mean,
+    padded_size,
+    scale_ratio_penalty,
+)
+from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.backbones.mobilenetv3 import (
+    SMALL_STRIDE16,
+    SMALL_STRIDE16_WIDE,
+    BlockSpec,
+    MobileNetV3,
+)
+from siam_tracking_ros.models.heads.ban import BANHeadV1, BANHeadV2, BANHeadV3, TemplateFeatures
+from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.trackers.registry import register_tracker
+
+
+class VersionSpec(NamedTuple):
+    """Architecture and official tracking hyper-parameters of one NanoTrack version."""
+
+    blocks: tuple[BlockSpec, ...]
+    head: type[nn.Module]
+    score_size: int
+    window_influence: float
+    penalty_k: float
+    lr: float
+
+
+#: values from the official ``configv{1,2,3}.yaml``
+VERSIONS: dict[str, VersionSpec] = {
+    "v1": VersionSpec(SMALL_STRIDE16, BANHeadV1, 16, 0.462, 0.148, 0.390),
+    "v2": VersionSpec(SMALL_STRIDE16, BANHeadV2, 16, 0.490, 0.150, 0.385),
+    "v3": VersionSpec(SMALL_STRIDE16_WIDE, BANHeadV3, 15, 0.455, 0.138, 0.348),
+}
+
+#: hyper-parameters hard-coded in OpenCV's TrackerNano: window influence, penalty k, lr
+OPENCV_HYPER_PARAMETERS = (0.455, 0.055, 0.37)
+
+#: a ``ban_head`` key that only the given version's checkpoint has
+_VERSION_MARKERS = {
+    "v1": "ban_head.corr_pw.CA_layer.fc1.weight",
+    "v2": "ban_head.cls_pw_tower.0.weight",
+    "v3": "ban_head.corr_dw_cls.conv_kernel.0.weight",
+}
+
+
+@dataclass
+class NanoTrackConfig:
+    """NanoTrack architecture version and tracking hyper-parameters.
+
+    ``window_influence``, ``penalty_k`` and ``lr`` left at ``None`` take the official value of
+    ``version`` (see :data:`VERSIONS`), or OpenCV's hard-coded ones with ``opencv_compat``.
+    """
+
+    version: str = "v2"
+    exemplar_size: int = 127
+    instance_size: int = 255
+    stride: int = 16
+    context_amount: float = 0.5
+    window_influence: float | None = None
+    penalty_k: float | None = None
+    lr: float | None = None
+    min_size: float = 10.0
+    #: reproduce OpenCV's ``cv2.TrackerNano`` (see :class:`NanoTracker`) instead of the official loop
+    opencv_compat: bool = False
+
+
+def version_spec(version: str) -> VersionSpec:
+    """The :class:`VersionSpec` of ``version``; ``ValueError`` naming the known ones otherwise."""
+    if version not in VERSIONS:
+        raise ValueError(f"unknown NanoTrack version '{version}'; known: {', '.join(VERSIONS)}")
+    return VERSIONS[version]
+
+
+class NanoTrackNet(nn.Module):
+    """Backbone + BAN head. ``template`` -> head-ready template features; ``search`` -> cls/loc."""
+
+    head_kind = "ban"
+
+    def __init__(self, version: str = "v2") -> None:
+        super().__init__()
+        spec = version_spec(version)
+        self.version = version
+        self.backbone = MobileNetV3(spec.blocks)
+        self.ban_head = spec.head(self.backbone.out_channels)
+
+    def template(self, z: torch.Tensor) -> TemplateFeatures:
+        """Features of exemplar crops ``(B, 3, 127, 127)``, BGR 0..255."""
+        return self.ban_head.prepare(self.backbone(z))
+
+    def search(self, features: TemplateFeatures, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"cls": (B, 2, S, S) logits, "loc": (B, 4, S, S) ltrb distances in crop pixels}``."""
+        cls, loc = self.ban_head.correlate(features, self.backbone(x))
+        return {"cls": cls, "loc": loc}
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.search(self.template(z), x)
+
+
+def detect_version(state: Mapping[str, torch.Tensor]) -> str:
+    """Which NanoTrack version an official state dict belongs to (``ValueError`` if none)."""
+    found = [v for v, key in _VERSION_MARKERS.items() if key in state]
+    if len(found) != 1:
+        heads = sorted({k.split(".")[0] for k in state})
+        raise ValueError(f"not a NanoTrack v1/v2/v3 checkpoint (top-level keys: {heads})")
+    return found[0]
+
+
+def import_official_nanotrack(state: Mapping[str, torch.Tensor], config: Any = None
+                              ) -> dict[str, torch.Tensor]:
+    """Map an official NanoTrack state dict (``backbone.*``, ``ban_head.*``) to ours.
+
+    Names are kept; the ``neck.*`` tensors are dropped (the official model builder never calls
+    its neck). Raises ``KeyError`` for keys of another network and ``ValueError`` when
+    ``config.version`` differs from the checkpoint's version.
+    """
+    foreign = sorted(k for k in state if not k.startswith(("backbone.", "ban_head.", "neck.")))
+    if foreign:
+        raise KeyError(f"keys that no NanoTrack checkpoint has: {foreign[:5]}")
+    version = detect_version(state)
+    wanted = getattr(config, "version", None)
+    if wanted is not None and wanted != version:
+        raise ValueError(f"checkpoint is NanoTrack {version} but version='{wanted}' was asked for; "
+                         f"pass version='{version}'")
+    return {k: v for k, v in state.items() if not k.startswith("neck.")}
+
+
+class NanoTracker(SiameseTracker):
+    """NanoTrack tracking loop (see the module docstring).
+
+    The state centre is continuous (``x + w / 2``). With ``opencv_compat`` the loop reproduces
+    OpenCV's ``TrackerNano`` instead: RGB network input, crop corner ``int(centre) - (side+1)//2``
+    and side ``int(...)``, search side ``2 * s_z`` (integer ``255 // 127``), context from
+    ``int(w + h)``, border value the rounded mean of the current frame, crops rounded to integers,
+    the scale penalty measured against the target *centre* (as OpenCV does), its hard-coded
+    hyper-parameters and integer output boxes.
+    """
+
+    def __init__(self, model: NanoTrackNet, config: NanoTrackConfig, device: torch.device) -> None:
+        super().__init__(model, config, device)
+        spec = version_spec(config.version)
+        defaults = OPENCV_HYPER_PARAMETERS if config.opencv_compat else (
+            spec.window_influence, spec.penalty_k, spec.lr)
+        self.window_influence = _pick(config.window_influence, defaults[0])
+        self.penalty_k = _pick(config.penalty_k, defaults[1])
+        self.lr = _pick(config.lr, defaults[2])
+        self.score_size = spec.score_size
+        self.window = cosine_window(self.score_size).astype(np.float64).ravel()
+        offsets = (np.arange(self.score_size) - self.score_size // 2) * config.stride
+        grid_x, grid_y = np.meshgrid(offsets, offsets)
+        self.points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float64)  # (2, S*S)
+        self.center = np.zeros(2)
+        self.size = np.zeros(2)
+        self.pad_value: torch.Tensor | None = None
+        self.features: TemplateFeatures | None = None
+
+    def _crop(self, frame: torch.Tensor, side: float, out_size: int) -> torch.Tensor:
+        """Square crop of ``side`` source pixels around the state centre, resized to ``out_size``."""
+        assert self.pad_value is not None
+        if self.config.opencv_compat:
+            # corner int(c) - (side+1)//2 == crop_window(floor(c), side) for an integer side
+            import os
+            if os.environ.get("NT_CV"):
+                arr = crop_subwindow_numpy(self._frame_np, np.floor(self.center), side, out_size, self.pad_value.tolist())
+                patch = torch.from_numpy(arr).permute(2, 0, 1)[None].to(frame.device)
+            else:
+                patch = crop_subwindow(frame, np.floor(self.center), side, out_size, self.pad_value)
+            patch = patch.round_().flip(1)  # uint8 crop, then blobFromImage(swapRB=True)
+        else:  # crop_window works on pixel-index centres
+            patch = crop_subwindow(frame, self.center - 0.5, side, out_size, self.pad_value)
+        return patch.to(self.dtype)
+
+    def _search_geometry(self) -> tuple[float, float]:
+        """``(side of the search crop in source pixels, scale_z = exemplar / s_z)``."""
+        cfg = self.config
+        w, h = self.size
+        if cfg.opencv_compat:
+            total = float(int(w + h))
+            s_z = float(np.sqrt((w + cfg.context_amount * total) * (h + cfg.context_amount * total)))
+            side = float(int(s_z * (cfg.instance_size // cfg.exemplar_size)))
+        else:
+            s_z = context_size(w, h, cfg.context_amount)
+            side = s_z * cfg.instance_size / cfg.exemplar_size
+        return side, cfg.exemplar_size / s_z
+
+    def _penalty(self, boxes: np.ndarray, scale_z: float) -> np.ndarray:
+        """Scale/ratio change penalty of every proposal (crop pixels)."""
+        target_w, target_h = self.size * scale_z
+        if not self.config.opencv_compat:
+            return scale_ratio_penalty(boxes[2], boxes[3], target_w, target_h, self.penalty_k)
+        s_c = change_ratio(padded_size(boxes[2], boxes[3]) / padded_size(*self.center))
+        r_c = change_ratio((target_w / target_h) / (boxes[2] / boxes[3]))
+        return np.exp(-(r_c * s_c - 1.0) * self.penalty_k)
+
+    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
+        x, y, w, h = box
+        self.center = np.array([x + w / 2.0, y + h / 2.0])
+        self.size = np.array([w, h])
+        image = self.upload(frame)
+        self._frame_np = frame
+        self.pad_value = self._border_value(image)
+        side = context_size(w, h, self.config.context_amount)
+        if self.config.opencv_compat:
+            side = float(int(side))
+        self.features = self.model.template(self._crop(image, side, self.config.exemplar_size))
+
+    def _border_value(self, image: torch.Tensor) -> torch.Tensor:
+        mean = frame_mean(image)
+        return mean.round() if self.config.opencv_compat else mean
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        cfg = self.config
+        side, scale_z = self._search_geometry()
+        image = self.upload(frame)
+        self._frame_np = frame
+        if cfg.opencv_compat:
+            self.pad_value = self._border_value(image)
+        assert self.features is not None
+        out = self.model.search(self.features, self._crop(image, side, cfg.instance_size))
+        score, ltrb = self._read_outputs(out)
+        boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h relative to the crop centre, crop pixels
+        penalty = self._penalty(boxes, scale_z)
+        pscore = penalty * score * (1 - self.window_influence) + self.window * self.window_influence
+        best = int(np.argmax(pscore))
+        lr = penalty[best] * score[best] * self.lr
+        cx, cy = self.center + boxes[:2, best] / scale_z
+        w, h = self.size * (1 - lr) + boxes[2:, best] / scale_z * lr
+        cx, cy, w, h = clip_box_xywh(cx, cy, w, h, frame.shape, cfg.min_size)
+        self.center = np.array([cx, cy])
+        self.size = np.array([w, h])
+        box = (cx - w / 2, cy - h / 2, w, h)
+        if cfg.opencv_compat:
+            box = tuple(float(int(v)) for v in box)
+        return TrackResult(box, float(score[best]),
+                           extra={"pscore": float(pscore[best]), "scale_z": scale_z})
+
+    @staticmethod
+    def _read_outputs(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground probability ``(N,)`` and ltrb distances ``(4, N)`` as float64 numpy."""
+        prob = torch.softmax(out["cls"][0].float(), dim=0)[1].flatten()
+        packed = torch.cat([prob[None], out["loc"][0].float().flatten(1)]).cpu().numpy()
+        return packed[0].astype(np.float64), packed[1:].astype(np.float64)
+
+    def _decode(self, ltrb: np.ndarray) -> np.ndarray:
+        """Corner distances around the points -> ``(cx, cy, w, h)`` rows, crop pixels."""
+        x1 = self.points[0] - ltrb[0]
+        y1 = self.points[1] - ltrb[1]
+        x2 = self.points[0] + ltrb[2]
+        y2 = self.points[1] + ltrb[3]
+        return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+
+
+def allow_numpy_scalars_in_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` rebuild numpy scalars and dtypes.
+
+    The official NanoTrack ``.pth`` files store their epoch as a numpy scalar, which the
+    weights-only unpickler refuses by default. Reconstructing a numpy scalar from its dtype and
+    raw bytes executes no code, so that function and the numeric dtypes are allowlisted.
+    """
+    from numpy._core.multiarray import scalar
+
+    dtypes = [np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType, np.dtypes.Int32DType]
+    torch.serialization.add_safe_globals([(scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes])
+
+
+allow_numpy_scalars_in_checkpoints()
+
+
+def _pick(value: float | None, default: float) -> float:
+    return float(default if value is None else value)
+
+
+@register_tracker("nanotrack", NanoTrackConfig,
+                  description="NanoTrack v1/v2/v3 (MobileNetV3-small + BAN head); loads official .pth",
+                  importer=import_official_nanotrack)
+def build_nanotrack(config: NanoTrackConfig, device: torch.device) -> NanoTracker:
+    """Build the tracker for ``config.version`` (weights are loaded by the registry)."""
+    return NanoTracker(NanoTrackNet(config.version), config, device)

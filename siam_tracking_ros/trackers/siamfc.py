@@ -1,0 +1,249 @@
+"""SiamFC (Bertinetto et al. 2016): AlexNet features, cross-correlation score map, multi-scale search.
+
+Tracking follows siamfc-pytorch: the search crop is taken at ``scale_num`` scales
+``scale_step ** [-n//2 .. n//2]`` in one batch, each response map is upsampled bicubically by
+``response_up`` (17 -> 272), non-centre scales are multiplied by ``scale_penalty``, the best scale
+wins, its map is normalised to sum 1 and blended with a Hann window (``window_influence``), and the
+peak displacement moves the target; the size follows the chosen scale with rate ``scale_lr``.
+
+**Score.** The network is trained with a logistic loss on the raw (scaled) correlation, so the
+raw response is a logit of "this is the target centre". The reported score is
+``sigmoid((peak - score_bias) / score_temperature)`` of the raw peak of the chosen scale, which
+falls towards 0 when nothing resembles the template. ``score_bias`` / ``score_temperature``
+calibrate it (defaults 0 / 1 = the trained logit as is; fit them on validation sequences so that
+e.g. 0.5 separates present from absent targets).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from siam_tracking_ros.core.geometry import (
+    clip_box_xywh,
+    context_size,
+    cosine_window,
+    crop_subwindow,
+    crop_window,
+    frame_mean,
+)
+from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.backbones.alexnet import (
+    AlexNet,
+    add_missing_bn_counters,
+    pysot_alexnet,
+    siamfc_alexnet,
+)
+from siam_tracking_ros.models.heads.fc import FCHead
+from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.trackers.registry import register_tracker
+
+
+@dataclass
+class SiamFCConfig:
+    """Architecture and tracking hyper-parameters (defaults: siamfc-pytorch)."""
+
+    #: ``siamfc`` (AlexNetV1: grouped convs, no BN after conv5) or ``pysot`` (plain, width_mult)
+    backbone: str = "siamfc"
+    width_mult: float = 1.0
+    #: the network was trained on RGB crops (siamfc-pytorch); frames arrive BGR
+    input_rgb: bool = True
+    out_scale: float = 0.001
+    exemplar_size: int = 127
+    instance_size: int = 255
+    context_amount: float = 0.5
+    total_stride: int = 8
+    response_up: int = 16
+    scale_num: int = 3
+    scale_step: float = 1.0375
+    scale_lr: float = 0.59
+    scale_penalty: float = 0.9745
+    window_influence: float = 0.176
+    score_bias: float = 0.0
+    score_temperature: float = 1.0
+    min_size: float = 10.0
+
+    @property
+    def score_size(self) -> int:
+        """Side of the raw response map (17 for 127/255)."""
+        return (self.instance_size - self.exemplar_size) // self.total_stride + 1
+
+    @property
+    def upscale_size(self) -> int:
+        """Side of the upsampled response map (272 by default)."""
+        return self.score_size * self.response_up
+
+
+class SiamFCNet(nn.Module):
+    """AlexNet + :class:`FCHead`; ``search`` returns ``{"score": (B, 1, 17, 17)}`` logits."""
+
+    head_kind = "fc"
+
+    def __init__(self, config: SiamFCConfig) -> None:
+        super().__init__()
+        if config.backbone == "siamfc":
+            layout = siamfc_alexnet()
+        elif config.backbone == "pysot":
+            layout = pysot_alexnet(config.width_mult)
+        else:
+            raise ValueError(f"siamfc: unknown backbone '{config.backbone}' (siamfc|pysot)")
+        self.input_rgb = config.input_rgb
+        self.backbone = AlexNet(layout)
+        self.head = FCHead(config.out_scale)
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """Backbone features of BGR 0..255 crops."""
+        return self.backbone(image.flip(1) if self.input_rgb else image)
+
+    def template(self, z: torch.Tensor) -> torch.Tensor:
+        return self.features(z)
+
+    def search(self, features: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"score": self.head(features, self.features(x))}
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.search(self.template(z), x)
+
+
+def crop_multiscale(frame: torch.Tensor, center: Sequence[float], crop_sizes: Sequence[float],
+                    out_size: int, pad_value: torch.Tensor) -> torch.Tensor:
+    """Several square crops around one centre in one ``grid_sample`` call.
+
+    Crop ``i`` has exactly the geometry of ``crop_subwindow(frame, center, crop_sizes[i], ...)``
+    (integer-aligned window, half-pixel bilinear resize, ``pad_value`` outside the frame).
+    ``frame (1, C, H, W)`` -> ``(len(crop_sizes), C, out_size, out_size)``.
+    """
+    _, channels, height, width = frame.shape
+    sides, corners = [], []
+    for size in crop_sizes:
+        sides.append(float(round(size)))
+        corners.append(crop_window(center, size))
+    params = torch.tensor([[s / out_size, x, y] for s, (x, y) in zip(sides, corners, strict=True)],
+                          dtype=frame.dtype, device=frame.device)
+    steps = torch.arange(out_size, dtype=frame.dtype, device=frame.device) + 0.5
+    offsets = steps[None, :] * params[:, 0:1] - 0.5  # (S, out)
+    xs = (2.0 * (params[:, 1:2] + offsets) + 1.0) / width - 1.0
+    ys = (2.0 * (params[:, 2:3] + offsets) + 1.0) / height - 1.0
+    count = len(crop_sizes)
+    grid = torch.stack([xs[:, None, :].expand(count, out_size, out_size),
+                        ys[:, :, None].expand(count, out_size, out_size)], dim=-1)
+    pad = pad_value.to(frame.dtype).view(1, -1, 1, 1)
+    shifted = (frame - pad).expand(count, channels, height, width)
+    patch = F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return patch + pad
+
+
+def box_in_frame(cx: float, cy: float, w: float, h: float,
+                 frame_shape: Sequence[int]) -> tuple[float, float, float, float]:
+    """The part of the centre/size box that lies inside the frame, as ``(x, y, w, h)``."""
+    height, width = frame_shape[:2]
+    x1, y1 = min(max(cx - w / 2, 0.0), width), min(max(cy - h / 2, 0.0), height)
+    x2, y2 = min(max(cx + w / 2, 0.0), width), min(max(cy + h / 2, 0.0), height)
+    return x1, y1, x2 - x1, y2 - y1
+
+
+class SiamFCTracker(SiameseTracker):
+    """Multi-scale SiamFC tracking (see module docstring)."""
+
+    config: SiamFCConfig
+
+    def __init__(self, model: SiamFCNet, config: SiamFCConfig, device: torch.device) -> None:
+        super().__init__(model, config, device)
+        n = config.scale_num
+        self.scale_factors = config.scale_step ** np.linspace(-(n // 2), n // 2, n)
+        penalties = np.full(n, config.scale_penalty, dtype=np.float32)
+        penalties[n // 2] = 1.0
+        self._penalties = torch.from_numpy(penalties).to(self.device)
+        window = cosine_window(config.upscale_size)
+        self._window = torch.from_numpy(window / window.sum()).to(self.device)
+        self._kernel: torch.Tensor | None = None
+
+    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
+        cfg = self.config
+        x, y, w, h = box
+        self.center = np.array([x + w / 2, y + h / 2])
+        self.target_sz = np.array([w, h])
+        self.z_sz = context_size(w, h, cfg.context_amount)
+        self.x_sz = self.z_sz * cfg.instance_size / cfg.exemplar_size
+        image = self.upload(frame)
+        self.avg_color = frame_mean(image).clone()
+        z = crop_subwindow(image, self.center, self.z_sz, cfg.exemplar_size, self.avg_color)
+        self._kernel = self.model.template(z.to(self.dtype))
+
+    def responses(self, frame: np.ndarray) -> torch.Tensor:
+        """Raw upsampled responses ``(scale_num, U, U)`` (float32) for the current state."""
+        cfg = self.config
+        image = self.upload(frame)
+        sizes = [self.x_sz * f for f in self.scale_factors]
+        x = crop_multiscale(image, self.center, sizes, cfg.instance_size, self.avg_color)
+        score = self.model.search(self._kernel, x.to(self.dtype))["score"].float()
+        up = F.interpolate(score, size=(cfg.upscale_size, cfg.upscale_size), mode="bicubic",
+                           align_corners=False)
+        return up[:, 0]
+
+    def locate(self, responses: torch.Tensor) -> tuple[int, int, int, float]:
+        """Pick ``(scale_id, row, col, raw_peak)`` from raw upsampled responses (siamfc-pytorch)."""
+        cfg = self.config
+        peaks = responses.amax(dim=(1, 2))
+        scale_id = int(torch.argmax(peaks * self._penalties))
+        response = responses[scale_id]
+        response = response - response.min()
+        response = response / (response.sum() + 1e-16)
+        response = (1 - cfg.window_influence) * response + cfg.window_influence * self._window
+        row, col = divmod(int(torch.argmax(response)), response.shape[1])
+        return scale_id, row, col, float(peaks[scale_id])
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        cfg = self.config
+        scale_id, row, col, peak = self.locate(self.responses(frame))
+        factor = float(self.scale_factors[scale_id])
+        half = (cfg.upscale_size - 1) / 2.0
+        to_image = cfg.total_stride / cfg.response_up * self.x_sz * factor / cfg.instance_size
+        self.center = self.center + np.array([col - half, row - half]) * to_image
+        scale = (1 - cfg.scale_lr) + cfg.scale_lr * factor
+        self.target_sz = self.target_sz * scale
+        self.z_sz *= scale
+        self.x_sz *= scale
+        cx, cy, w, h = clip_box_xywh(*self.center, *self.target_sz, frame.shape, cfg.min_size)
+        self.center, self.target_sz = np.array([cx, cy]), np.array([w, h])
+        score = 1.0 / (1.0 + math.exp(-(peak - cfg.score_bias) / cfg.score_temperature))
+        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), score,
+                           extra={"raw_score": peak, "scale": factor})
+
+
+def import_official_siamfc(state: Mapping[str, torch.Tensor], config: SiamFCConfig | None
+                           ) -> dict[str, torch.Tensor]:
+    """Map a siamfc-pytorch checkpoint (``backbone.conv1.0.weight`` ...) to :class:`SiamFCNet`.
+
+    siamfc-pytorch's head has no parameters (fixed ``out_scale``); it becomes ``head.adjust`` with
+    weight ``out_scale`` (0.001, or ``config.out_scale``) and bias 0.
+    """
+    if any(k.startswith("featureExtract.") for k in state):
+        raise KeyError("this is a DaSiamRPN checkpoint (featureExtract.*): load it with 'dasiamrpn', "
+                       "not 'siamfc'")
+    if any(k.startswith("rpn_head.") for k in state):
+        raise KeyError("this is a pysot SiamRPN checkpoint (rpn_head.*): load it with 'siamrpn' "
+                       "(or 'siamrpnpp'/'siammask' for ResNet ones), not 'siamfc'")
+    if "backbone.conv1.0.weight" not in state:
+        raise KeyError("not a siamfc-pytorch checkpoint: no 'backbone.conv1.0.weight'")
+    out = {k: v for k, v in state.items() if k.startswith("backbone.conv")}
+    unknown = sorted(set(state) - set(out) - {"head.adjust.weight", "head.adjust.bias"})
+    if unknown:
+        raise KeyError(f"unexpected keys for a siamfc checkpoint: {unknown[:5]}")
+    out_scale = config.out_scale if config is not None else SiamFCConfig.out_scale
+    out["head.adjust.weight"] = state.get("head.adjust.weight", torch.full((1, 1, 1, 1), out_scale))
+    out["head.adjust.bias"] = state.get("head.adjust.bias", torch.zeros(1))
+    return add_missing_bn_counters(out)
+
+
+@register_tracker("siamfc", SiamFCConfig, description="SiamFC: AlexNet + xcorr, multi-scale search",
+                  importer=import_official_siamfc)
+def build_siamfc(config: SiamFCConfig, device: torch.device) -> SiamFCTracker:
+    """Build a :class:`SiamFCTracker` with an untrained :class:`SiamFCNet`."""
+    return SiamFCTracker(SiamFCNet(config), config, device)

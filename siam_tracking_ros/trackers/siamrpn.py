@@ -1,0 +1,279 @@
+"""SiamRPN (Li et al. 2018): AlexNet features + region-proposal head over anchors.
+
+Two heads: ``head="upchannel"`` (the paper's up-channel correlation, as in DaSiamRPN's models) and
+``head="depthwise"`` (pysot's ``siamrpn_alex_dwxcorr``: ``AlexNetLegacy`` + ``DepthwiseRPN``; use
+``instance_size=287`` with its weights, as pysot's config does).
+
+Per frame (pysot ``SiamRPNTracker``): crop ``s_x = s_z * instance / exemplar`` around the target,
+decode every anchor's box, multiply the foreground probability by the scale/ratio change penalty
+(``penalty_k``), blend with a cosine window (``window_influence``), take the best proposal and move
+towards it with rate ``lr * penalty * score``. The reported score is the softmax foreground
+probability of the chosen anchor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from siam_tracking_ros.core.anchors import (
+    MAX_LOG_SCALE,
+    decode_deltas,
+    flatten_loc,
+    foreground_probability,
+    generate_anchors,
+    score_map_size,
+)
+from siam_tracking_ros.core.geometry import (
+    clip_box_xywh,
+    context_size,
+    cosine_window,
+    crop_subwindow,
+    frame_mean,
+    scale_ratio_penalty,
+)
+from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.backbones.alexnet import (
+    AlexNet,
+    add_missing_bn_counters,
+    pysot_alexnet,
+    sequential_to_stages,
+)
+from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, UpChannelRPN
+from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.siamfc import box_in_frame
+
+
+@dataclass
+class SiamRPNConfig:
+    """Architecture and tracking hyper-parameters (names as pysot's config)."""
+
+    #: ``upchannel`` (SiamRPN paper / DaSiamRPN) or ``depthwise`` (pysot siamrpn_alex_dwxcorr)
+    head: str = "upchannel"
+    #: AlexNet width multiplier (1.0: 96-256-384-384-256; 2.0: DaSiamRPN's BIG)
+    width_mult: float = 1.0
+    #: channels of the correlation kernels (DaSiamRPN ``feature_out``; depthwise hidden width)
+    hidden: int = 256
+    anchor_stride: int = 8
+    anchor_ratios: list[float] = field(default_factory=lambda: [0.33, 0.5, 1.0, 2.0, 3.0])
+    anchor_scales: list[float] = field(default_factory=lambda: [8.0])
+    exemplar_size: int = 127
+    instance_size: int = 255
+    base_size: int = 0
+    context_amount: float = 0.5
+    penalty_k: float = 0.16
+    window_influence: float = 0.40
+    lr: float = 0.30
+    min_size: float = 10.0
+
+    @property
+    def anchor_num(self) -> int:
+        """Anchors per score-map position ``K``."""
+        return len(self.anchor_ratios) * len(self.anchor_scales)
+
+    @property
+    def score_size(self) -> int:
+        """Side of the score map for ``instance_size`` (17 for 255, 19 for 271, 21 for 287)."""
+        return self.score_size_for(self.instance_size)
+
+    def score_size_for(self, instance_size: int) -> int:
+        """Side of the score map for a given search size."""
+        return score_map_size(instance_size, self.exemplar_size, self.anchor_stride, self.base_size)
+
+    def anchors_for(self, instance_size: int) -> np.ndarray:
+        """Anchors ``(K*S*S, 4)`` cxcywh relative to the crop centre for a given search size."""
+        return generate_anchors(self.score_size_for(instance_size), self.anchor_stride,
+                                self.anchor_ratios, self.anchor_scales)
+
+
+class SiamRPNNet(nn.Module):
+    """AlexNet + RPN head. ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
+
+    head_kind = "rpn"
+
+    def __init__(self, config: SiamRPNConfig) -> None:
+        super().__init__()
+        self.backbone = AlexNet(pysot_alexnet(config.width_mult))
+        channels = self.backbone.out_channels
+        if config.head == "upchannel":
+            self.rpn_head: nn.Module = UpChannelRPN(config.anchor_num, channels, config.hidden)
+        elif config.head == "depthwise":
+            self.rpn_head = DepthwiseRPN(config.anchor_num, channels, config.hidden)
+        else:
+            raise ValueError(f"unknown RPN head '{config.head}' (upchannel|depthwise)")
+
+    def template(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``(z_f, head kernels)`` of BGR 0..255 template crops."""
+        z_f = self.backbone(z)
+        return z_f, self.rpn_head.template(z_f)
+
+    def search(self, features: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
+               return_features: bool = False) -> dict[str, torch.Tensor]:
+        """``{"cls", "loc"}`` (plus ``"x_f"`` backbone features when asked)."""
+        x_f = self.backbone(x)
+        cls, loc = self.rpn_head.search(features[1], x_f)
+        out = {"cls": cls, "loc": loc}
+        if return_features:
+            out["x_f"] = x_f
+        return out
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.search(self.template(z), x)
+
+
+@dataclass
+class Proposals:
+    """All proposals of one frame, on the CPU, anchor-major.
+
+    ``boxes`` are cxcywh in search-crop pixels relative to the crop centre.
+    """
+
+    score: np.ndarray
+    boxes: np.ndarray
+    penalty: np.ndarray
+    pscore: np.ndarray
+
+
+class SiamRPNTracker(SiameseTracker):
+    """Anchor-based tracking as in pysot's ``SiamRPNTracker`` (see module docstring)."""
+
+    config: SiamRPNConfig
+
+    def __init__(self, model: SiamRPNNet, config: SiamRPNConfig, device: torch.device) -> None:
+        super().__init__(model, config, device)
+        self._geometry: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+        self.instance_size = config.instance_size
+        self._prepare_geometry(config.instance_size)
+
+    def _prepare_geometry(self, instance_size: int) -> None:
+        """Anchors (device tensor) and tiled cosine window (numpy) for one search size, once."""
+        if instance_size in self._geometry:
+            return
+        cfg = self.config
+        anchors = torch.from_numpy(cfg.anchors_for(instance_size)).to(self.device)
+        window = np.tile(cosine_window(cfg.score_size_for(instance_size)).ravel(), cfg.anchor_num)
+        self._geometry[instance_size] = (anchors, window.astype(np.float64))
+
+    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
+        cfg = self.config
+        x, y, w, h = box
+        self.center = np.array([x + w / 2, y + h / 2])
+        self.size = np.array([w, h])
+        image = self.upload(frame)
+        self.avg_color = frame_mean(image).clone()
+        s_z = context_size(w, h, cfg.context_amount)
+        z = crop_subwindow(image, self.center, s_z, cfg.exemplar_size, self.avg_color)
+        self.features = self.model.template(z.to(self.dtype))
+        self.instance_size = self._initial_instance_size(frame.shape)
+        self._prepare_geometry(self.instance_size)
+
+    def _initial_instance_size(self, frame_shape: tuple[int, ...]) -> int:
+        return self.config.instance_size
+
+    def _search(self, frame: np.ndarray, return_features: bool = False
+                ) -> tuple[dict[str, torch.Tensor], float]:
+        """Run the network on the search crop; returns its outputs and ``scale_z``."""
+        cfg = self.config
+        s_z = context_size(*self.size, cfg.context_amount)
+        s_x = s_z * self.instance_size / cfg.exemplar_size
+        image = self.upload(frame)
+        x = crop_subwindow(image, self.center, s_x, self.instance_size, self.avg_color)
+        out = self.model.search(self.features, x.to(self.dtype), return_features=return_features)
+        return out, cfg.exemplar_size / s_z
+
+    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True
+                  ) -> Proposals:
+        """Decode, penalise and window every anchor of the network output."""
+        cfg = self.config
+        anchors, window = self._geometry[self.instance_size]
+        score = torch.nan_to_num(foreground_probability(out["cls"].float())[0], nan=0.0)
+        boxes = decode_deltas(flatten_loc(out["loc"].float())[0], anchors, MAX_LOG_SCALE)
+        boxes = torch.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], anchors[:, 2:] / math.exp(MAX_LOG_SCALE))
+        score_np = score.double().cpu().numpy()
+        boxes_np = boxes.double().cpu().numpy()
+        target = self.size * scale_z
+        penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
+        pscore = penalty * score_np
+        if use_window:
+            pscore = pscore * (1 - cfg.window_influence) + window * cfg.window_influence
+        return Proposals(score_np, boxes_np, penalty, pscore)
+
+    def update_state(self, props: Proposals, best: int, scale_z: float,
+                     frame_shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+        """Move the target towards proposal ``best``; returns the clipped ``(cx, cy, w, h)``."""
+        cfg = self.config
+        box = props.boxes[best] / scale_z
+        lr = props.penalty[best] * props.score[best] * cfg.lr
+        cx, cy = self.center + box[:2]
+        w = self.size[0] * (1 - lr) + box[2] * lr
+        h = self.size[1] * (1 - lr) + box[3] * lr
+        state = clip_box_xywh(cx, cy, w, h, frame_shape, cfg.min_size)
+        self.center, self.size = np.array(state[:2]), np.array(state[2:])
+        return state
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        out, scale_z = self._search(frame)
+        props = self.proposals(out, scale_z)
+        best = int(np.argmax(props.pscore))
+        cx, cy, w, h = self.update_state(props, best, scale_z, frame.shape)
+        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), float(props.score[best]),
+                           extra={"pscore": float(props.pscore[best])})
+
+
+def _refuse_other_layouts(state: Mapping[str, torch.Tensor], variant: str) -> None:
+    """Raise ``KeyError`` naming the variant a checkpoint of another family belongs to."""
+    keys = set(state)
+    if any(k.startswith("featureExtract.") for k in keys) and variant != "dasiamrpn":
+        raise KeyError(f"this is a DaSiamRPN checkpoint (featureExtract.*): load it with 'dasiamrpn', "
+                       f"not '{variant}'")
+    if any(k.startswith("neck.") or k.startswith("mask_head.") for k in keys):
+        raise KeyError(f"this is a pysot ResNet checkpoint (neck.*/mask_head.*, siamrpnpp/siammask), "
+                       f"not '{variant}'")
+    if "backbone.conv1.0.weight" in keys and not any(k.startswith("rpn_head.") for k in keys):
+        raise KeyError(f"this is a siamfc-pytorch checkpoint (backbone.conv1..5, no RPN head): load it "
+                       f"with 'siamfc', not '{variant}'")
+
+
+def import_official_siamrpn(state: Mapping[str, torch.Tensor], config: SiamRPNConfig | None
+                            ) -> dict[str, torch.Tensor]:
+    """Map a pysot AlexNet SiamRPN checkpoint (e.g. ``siamrpn_alex_dwxcorr/model.pth``) to ours.
+
+    Backbone ``backbone.features.{i}`` (``AlexNetLegacy``) or ``backbone.layer{n}.{j}``
+    (``AlexNet``) -> ``backbone.conv{n}.{j}``; ``rpn_head.*`` keeps its pysot names
+    (``DepthwiseRPN``: ``cls|loc.conv_kernel|conv_search|head``; ``UPChannelRPN``:
+    ``template_cls_conv`` ...). Pick ``head=`` to match (``depthwise`` for the model zoo file).
+    """
+    _refuse_other_layouts(state, "siamrpn")
+    if not any(k.startswith("rpn_head.") for k in state):
+        raise KeyError("not a pysot SiamRPN checkpoint: no 'rpn_head.*' keys")
+    if any(k.startswith("backbone.features.") for k in state):
+        out = sequential_to_stages(state, "backbone.features", "backbone")
+    else:
+        out = {}
+        for key, value in state.items():
+            if key.startswith("backbone.layer"):
+                stage, _, rest = key.removeprefix("backbone.layer").partition(".")
+                out[f"backbone.conv{stage}.{rest}"] = value
+    if not out:
+        raise KeyError("not a pysot AlexNet SiamRPN checkpoint: no 'backbone.features.*' or "
+                       "'backbone.layer*' keys")
+    out.update({k: v for k, v in state.items() if k.startswith("rpn_head.")})
+    leftover = sorted(k for k in state if not k.startswith(("backbone.", "rpn_head.")))
+    if leftover:
+        raise KeyError(f"unexpected keys for a siamrpn checkpoint: {leftover[:5]}")
+    return add_missing_bn_counters(out)
+
+
+@register_tracker("siamrpn", SiamRPNConfig,
+                  description="SiamRPN: AlexNet + RPN head (up-channel or depthwise), anchors",
+                  importer=import_official_siamrpn)
+def build_siamrpn(config: SiamRPNConfig, device: torch.device) -> SiamRPNTracker:
+    """Build a :class:`SiamRPNTracker` with an untrained :class:`SiamRPNNet`."""
+    return SiamRPNTracker(SiamRPNNet(config), config, device)

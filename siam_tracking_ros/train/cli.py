@@ -1,0 +1,100 @@
+"""``siam-train``: train a registered variant from a YAML config, build a data cache, export or
+validate weights.
+
+    siam-train [train] CONFIG [--resume CKPT] [--set key.path=value ...]
+    siam-train cache CONFIG OUT.npz [--frames-per-track N] [--region R]
+    siam-train export CHECKPOINT OUT.safetensors [--fp32]
+    siam-train validate VARIANT WEIGHTS --root DIR SEQ [SEQ ...]
+
+Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node=N ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+SUBCOMMANDS = ("train", "cache", "export", "validate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siam-train", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train from a YAML config")
+    train.add_argument("config")
+    train.add_argument("--resume", help="checkpoint to continue from (e.g. OUT/checkpoints/last.pt)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config entry, e.g. --set schedule.epochs=2")
+    cache = sub.add_parser("cache", help="pre-crop the config's datasets into one .npz")
+    cache.add_argument("config")
+    cache.add_argument("out")
+    cache.add_argument("--frames-per-track", type=int, default=40)
+    cache.add_argument("--region", type=float, default=3.0, help="crop side in exemplar contexts")
+    cache.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    cache.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    export = sub.add_parser("export", help="checkpoint -> project .safetensors")
+    export.add_argument("checkpoint")
+    export.add_argument("out")
+    export.add_argument("--fp32", action="store_true", help="keep fp32 (default fp16)")
+    val = sub.add_parser("validate", help="OTB success AUC of weights on sequences")
+    val.add_argument("variant")
+    val.add_argument("weights")
+    val.add_argument("--root", required=True)
+    val.add_argument("sequences", nargs="+")
+    val.add_argument("--device", default="cpu")
+    val.add_argument("--max-frames", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "train")
+    args = _parser().parse_args(argv)
+    try:
+        handlers = {"train": _train, "cache": _cache, "export": _export, "validate": _validate}
+        return handlers[args.command](args)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        print(f"siam-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from siam_tracking_ros.train.config import load_config
+    from siam_tracking_ros.train.trainer import Trainer
+
+    config = load_config(args.config, args.overrides)
+    summary = Trainer(config, resume=args.resume).run()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from siam_tracking_ros.train.cache import build_cache
+    from siam_tracking_ros.train.config import load_config
+    from siam_tracking_ros.train.trainer import build_sources
+
+    config = load_config(args.config, args.overrides)
+    counts = build_cache(build_sources(config.datasets), args.out, args.frames_per_track, args.region,
+                         config.pairs.exemplar_size, config.pairs.context, args.quality)
+    print(json.dumps(counts))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from siam_tracking_ros.train.export import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.out, half=not args.fp32)
+    print(path)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from siam_tracking_ros.train.validate import load_validation_sequences, validate_weights
+
+    sequences = load_validation_sequences(args.root, args.sequences)
+    scores = validate_weights(args.variant, args.weights, sequences, args.device, args.max_frames)
+    print(json.dumps(scores, indent=2))
+    return 0
