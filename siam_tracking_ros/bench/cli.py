@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--duration", type=float, default=10.0, help="seconds per (resolution, rate)")
     node.add_argument("--soak-frames", type=int, help="soak: stream this many frames, sample memory")
     node.add_argument("--sample-every", type=float, default=5.0, help="soak: seconds between samples")
+    node.add_argument("--startup-timeout", type=float, default=180.0,
+                      help="seconds to wait for the node to load its model and accept the target")
+    node.add_argument("--node-executable", help="start this executable (e.g. the installed "
+                      "install/siam_tracking_ros/lib/siam_tracking_ros/tracker_node) instead of this "
+                      "checkout's siam_tracking_ros.ros.tracker_node")
     node.add_argument("--node-arg", nargs="+", default=[], help="extra --ros-args for the node")
     return parser
 
@@ -138,6 +144,7 @@ def run_node(args: argparse.Namespace, requests: list[factory.TrackerRequest],
              sequence: Any) -> list[dict[str, Any]]:
     from siam_tracking_ros.bench import node as node_bench
 
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # keep DDS on this machine
     frames, box = model_bench.load_frames(sequence, 60, None)
     height, width = frames[0].shape[:2]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -147,9 +154,11 @@ def run_node(args: argparse.Namespace, requests: list[factory.TrackerRequest],
         for request in requests:
             extra = list(args.node_arg)
             if request.weights:
-                extra += ["-p", f"weights:={request.weights}"]
+                weights = Path(request.weights)
+                extra += ["-p", f"weights:={weights.resolve() if weights.exists() else request.weights}"]
+            extra += [a for k, v in request.options.items() for a in ("-p", f"tracker_params.{k}:={v}")]
             process = node_bench.NodeProcess(request.name, args.device, extra,
-                                             args.out / f"node_{request.name}.log")
+                                             args.out / f"node_{request.name}.log", args.node_executable)
             try:
                 rows += _node_runs(args, request.name, client, process, frames, box, (width, height))
             finally:
@@ -169,10 +178,8 @@ def _node_runs(args: argparse.Namespace, name: str, client: Any, process: Any, f
     for resolution, rate in settings:
         messages = node_bench.make_image_messages(frames, resolution)
         scale = [resolution[0] / source_size[0], resolution[1] / source_size[1]] * 2
-        for _ in range(10):  # give the node a frame to initialise on
-            client.publish(messages[0])
-            time.sleep(0.1)
-        ok, message = client.init_target(box * scale)
+        ok, message = node_bench.start_target(client, messages[0], box * scale, args.startup_timeout,
+                                              process.alive)
         if not process.alive():
             raise RuntimeError(f"tracker node exited (see {args.out}/node_{name}.log)")
         if not ok:

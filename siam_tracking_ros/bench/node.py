@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,13 +30,29 @@ NODE_NAME = "bench_tracker"
 IMAGE_TOPIC = "/siam_bench/image"
 
 
-def node_executable() -> str | None:
-    """The installed ``tracker_node`` (colcon overlay), or None when it is not built."""
-    root = Path(__file__).resolve().parents[2]
-    candidate = root / "install" / "siam_tracking_ros" / "lib" / "siam_tracking_ros" / "tracker_node"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def installed_node() -> str | None:
+    """The installed ``tracker_node`` executable (colcon overlay), or None when it is not built."""
+    candidate = SOURCE_ROOT / "install" / "siam_tracking_ros" / "lib" / "siam_tracking_ros" / "tracker_node"
     if candidate.is_file():
         return str(candidate)
     return shutil.which("tracker_node")
+
+
+def node_command(executable: str | None) -> list[str]:
+    """How to start the node: ``executable`` if given, else this checkout's
+    ``siam_tracking_ros.ros.tracker_node`` run by the current Python (the same ``main`` the
+    installed executable calls, without needing a rebuild after source changes)."""
+    if executable:
+        return [executable]
+    return [sys.executable, "-m", "siam_tracking_ros.ros.tracker_node"]
+
+
+def source_node_available() -> bool:
+    """Whether this checkout has the tracker node module."""
+    return (SOURCE_ROOT / "siam_tracking_ros" / "ros" / "tracker_node.py").is_file()
 
 
 @dataclass
@@ -77,16 +94,20 @@ def make_image_messages(frames: list[np.ndarray], resolution: tuple[int, int]) -
 class NodeProcess:
     """The tracker node as a child process, with its ``image`` topic remapped and a fixed name."""
 
-    def __init__(self, tracker: str, device: str, extra_args: list[str], log_path: Path) -> None:
-        executable = node_executable()
-        if executable is None:
-            raise FileNotFoundError("tracker_node is not installed (build the package with colcon)")
-        command = [executable, "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:={IMAGE_TOPIC}",
-                   "-p", f"tracker:={tracker}", "-p", f"device:={device}", *extra_args]
+    def __init__(self, tracker: str, device: str, extra_args: list[str], log_path: Path,
+                 executable: str | None = None) -> None:
+        if executable is None and not source_node_available():
+            raise FileNotFoundError("siam_tracking_ros/ros/tracker_node.py is missing: no node to benchmark")
+        env = dict(os.environ)
+        if executable is None:  # the source tree first; extend_path still finds the built msg/srv
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+        command = [*node_command(executable), "--ros-args", "-r", f"__node:={NODE_NAME}",
+                   "-r", f"image:={IMAGE_TOPIC}", "-p", f"tracker:={tracker}", "-p", f"device:={device}",
+                   *extra_args]
         self.command = command
         self.log = log_path.open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, env=env)
 
     @property
     def pid(self) -> int:
@@ -118,7 +139,8 @@ class BenchClient:
         from siam_tracking_ros.msg import TrackedObject
         from siam_tracking_ros.srv import InitTarget
 
-        if not rclpy.ok():
+        self._owns_rclpy = not rclpy.ok()
+        if self._owns_rclpy:
             rclpy.init()
         self.node = rclpy.create_node("siam_bench")
         # reliable publisher: matches reliable and best-effort subscriptions
@@ -153,11 +175,13 @@ class BenchClient:
         self.publisher.publish(msg)
         return stamp
 
-    def init_target(self, box: np.ndarray, timeout: float = 60.0) -> tuple[bool, str]:
+    def init_target(self, box: np.ndarray, stamp_ns: int = 0, timeout: float = 60.0) -> tuple[bool, str]:
+        """Call ``~/init_target`` on the buffered frame with ``stamp_ns`` (0: the newest)."""
         if not self.client.wait_for_service(timeout_sec=timeout):
             return False, "init_target service did not appear"
         request = self.InitTarget.Request()
         request.x, request.y, request.width, request.height = (float(v) for v in box)
+        request.stamp.sec, request.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         future = self.client.call_async(request)
         deadline = time.monotonic() + timeout
         while not future.done() and time.monotonic() < deadline:
@@ -172,8 +196,28 @@ class BenchClient:
             self.received.clear()
 
     def close(self) -> None:
+        import rclpy
+
         self.executor.shutdown()
         self.node.destroy_node()
+        if self._owns_rclpy:
+            rclpy.try_shutdown()
+
+
+def start_target(client: BenchClient, first_frame: Any, box: np.ndarray, timeout: float = 180.0,
+                 alive: Any = lambda: True) -> tuple[bool, str]:
+    """Publish ``first_frame`` and ask the node to track ``box`` in it, retrying while the node
+    starts up or loads its model in the background."""
+    deadline = time.monotonic() + timeout
+    message = "no answer"
+    while time.monotonic() < deadline and alive():
+        stamp = client.publish(first_frame)
+        time.sleep(0.2)
+        ok, message = client.init_target(box, stamp, timeout=max(1.0, deadline - time.monotonic()))
+        if ok:
+            return True, message
+        time.sleep(0.5)
+    return False, message
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
@@ -190,11 +234,13 @@ def publish_stream(client: BenchClient, messages: list[Any], count: int, rate_hz
     stamps, samples = [], []
     start = time.monotonic()
     next_sample = start
+    schedule = start
     for index in range(count):
-        target = start + index * period
-        delay = target - time.monotonic()
+        delay = schedule + index * period - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        elif delay < -period:  # fell behind (a busy machine): keep the rate, do not burst
+            schedule -= delay
         stamps.append(client.publish(messages[order[index % len(order)]]))
         if node_pid is not None and sample_every_s > 0 and time.monotonic() >= next_sample:
             samples.append({"t_s": time.monotonic() - start, "frame": index, "rss_mib": rss_mib(node_pid),

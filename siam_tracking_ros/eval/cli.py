@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--list", action="store_true", help="list tracker names and exit")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="RESULTS_JSON",
+                        help="print the summary and per-sequence tables of earlier runs and exit")
     return parser
 
 
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join([*factory._variant_names(), *BASELINES]))
+        return 0
+    if args.report:
+        print(report(args.report))
         return 0
     missing = [f"--{k}" for k in ("tracker", "dataset", "out") if not getattr(args, k)]
     if missing:
@@ -167,9 +172,9 @@ def _save(out: Path, tracker: str, mode: str, sequence: str, record: SequenceRec
 
 def summarize(per_sequence: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Unweighted mean over sequences of every numeric key (NaN ignored); ``frames``/``failures``
-    are totals."""
+    are totals; the per-sequence long-term ``threshold`` is not averaged."""
     rows = list(per_sequence.values())
-    keys = [k for k in rows[0] if isinstance(rows[0][k], int | float)] if rows else []
+    keys = [k for k in rows[0] if isinstance(rows[0][k], int | float) and k != "threshold"] if rows else []
     summary: dict[str, Any] = {}
     for key in keys:
         values = np.asarray([r[key] for r in rows if r.get(key) is not None], dtype=np.float64)
@@ -264,12 +269,26 @@ def format_table(trackers: dict[str, Any], modes: list[str]) -> str:
 def sequence_table(trackers: dict[str, Any], key: str = "auc") -> str:
     """Markdown table of one metric: sequences as rows, trackers as columns."""
     names = list(trackers)
-    sequences = list(next(iter(trackers.values()))["sequences"]) if trackers else []
+    sequences = list(dict.fromkeys(s for entry in trackers.values() for s in entry["sequences"]))
     lines = ["| sequence | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for seq in sequences:
-        cells = [_cell(trackers[n]["sequences"][seq].get(key)) for n in names]
+        cells = [_cell(trackers[n]["sequences"].get(seq, {}).get(key)) for n in names]
         lines.append(f"| {seq} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def report(paths: list[Path], keys: tuple[str, ...] = ("auc", "precision", "mean_iou", "fps")) -> str:
+    """Markdown of earlier runs merged: the summary table, then one per-sequence table per key."""
+    trackers: dict[str, Any] = {}
+    modes: set[str] = set()
+    for path in paths:
+        document = json.loads(Path(path).read_text())
+        trackers.update(document["trackers"])
+        modes.update(document.get("modes", ["ope"]))
+    parts = [format_table(trackers, sorted(modes))]
+    for key in keys:
+        parts.append(f"**{key}** per sequence\n\n" + sequence_table(trackers, key))
+    return "\n\n".join(parts)
 
 
 def _cell(value: Any) -> str:

@@ -120,7 +120,7 @@ class TrackerRuntime:
             try:
                 config = config if config is not None else P.base_config(tracker, weights)
             except (KeyError, ValueError, TypeError) as exc:
-                self.log.warn(f"no tracker_params for '{tracker}': {exc}")
+                self.log.warning(f"no tracker_params for '{tracker}': {exc}")
                 return
             for item in P.tracker_params(config):
                 self._declare(item.name, item.value, item.descriptor)
@@ -134,7 +134,7 @@ class TrackerRuntime:
         unknown = sorted(n for n in overrides
                          if n.startswith(P.PREFIX) and n[len(P.PREFIX):] not in self._tracker_fields)
         if unknown:
-            self.log.warn(f"ignoring parameters that '{tracker}' does not have: {', '.join(unknown)}")
+            self.log.warning(f"ignoring parameters that '{tracker}' does not have: {', '.join(unknown)}")
 
     def _tracker_values(self) -> dict[str, Any]:
         return {name: self.node.get_parameter_or(P.PREFIX + name, Parameter(P.PREFIX + name)).value
@@ -184,7 +184,7 @@ class TrackerRuntime:
             else:
                 reason = P.validate_node_param(name, value)
             if reason:
-                self.log.warn(f"rejected {name}={value!r}: {reason}")
+                self.log.warning(f"rejected {name}={value!r}: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
             changes[name] = value
         self._apply_policy(changes)
@@ -205,7 +205,16 @@ class TrackerRuntime:
 
     # --- model ----------------------------------------------------------------------------------
     def _engine_log(self, level: str, text: str) -> None:
-        {"error": self.log.error, "warn": self.log.warn}.get(level, self.log.info)(text)
+        self._log_at(level, text)
+
+    def _log_at(self, level: str, text: str) -> None:
+        """Log at a severity chosen at run time (rclpy wants one severity per call site)."""
+        if level == "error":
+            self.log.error(text)
+        elif level == "warn":
+            self.log.warning(text)
+        else:
+            self.log.info(text)
 
     def _newest_frame(self) -> np.ndarray | None:
         newest = self.buffer.newest()
@@ -306,7 +315,7 @@ class TrackerRuntime:
         now = time.monotonic()
         if now - self._last_warning >= period:
             self._last_warning = now
-            self.log.warn(text)
+            self.log.warning(text)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -419,15 +428,24 @@ class TrackerRuntime:
             return None, 0, f"the frame at that stamp cannot be used: {exc}"
 
     def _switch_tracker(self, name: str) -> str | None:
-        """Switch to variant ``name`` (blocking until loaded); the reason on failure."""
-        result = self.node.set_parameters([Parameter("tracker", value=name)])[0]
+        """Switch to variant ``name`` with its packaged weights, blocking until loaded.
+
+        Returns the reason on failure, after going back to the previous variant and weights.
+        """
+        previous = [Parameter("tracker", value=self._param("tracker")),
+                    Parameter("weights", value=self._param("weights"))]
+        result = self.node.set_parameters_atomically([Parameter("tracker", value=name),
+                                                      Parameter("weights", value="")])
         if not result.successful:
             return result.reason
         if not self.engine.wait_idle(SWITCH_TIMEOUT_S):
             return f"loading '{name}' takes longer than {SWITCH_TIMEOUT_S:.0f} s"
-        if self.engine.loaded is None or self.engine.loaded.tracker != name:
-            return self.engine.load_error or f"could not switch to '{name}'"
-        return None
+        if self.engine.loaded is not None and self.engine.loaded.tracker == name:
+            return None
+        reason = self.engine.load_error or f"could not switch to '{name}'"
+        self.node.set_parameters_atomically(previous)
+        self.engine.wait_idle(SWITCH_TIMEOUT_S)
+        return reason
 
     def init_target(self, box: tuple[float, float, float, float], stamp: int = 0,
                     tracker: str = "") -> tuple[bool, str]:
@@ -455,18 +473,18 @@ class TrackerRuntime:
         box = (request.x, request.y, request.width, request.height)
         response.success, response.message = self.init_target(box, stamp_ns(request.stamp),
                                                                request.tracker.strip())
-        log = self.log.info if response.success else self.log.warn
-        log(f"init_target {tuple(round(v, 1) for v in box)}: {response.message}")
+        self._log_at("info" if response.success else "warn",
+                     f"init_target {tuple(round(v, 1) for v in box)}: {response.message}")
         return response
 
     def _on_init_box(self, msg: RegionOfInterest) -> None:
         box = (float(msg.x_offset), float(msg.y_offset), float(msg.width), float(msg.height))
         ok, message = self.init_target(box)
-        (self.log.info if ok else self.log.warn)(f"init_box {box}: {message}")
+        self._log_at("info" if ok else "warn", f"init_box {box}: {message}")
 
     def _on_reset(self, request: Any, response: Any) -> Any:
         response.success, response.message = self.engine.reset()
         if response.success:
             self.slot.clear()
-        (self.log.info if response.success else self.log.warn)(f"reset: {response.message}")
+        self._log_at("info" if response.success else "warn", f"reset: {response.message}")
         return response

@@ -244,7 +244,9 @@ class TrackingEngine:
         self._wide_search = enabled
         global_search = getattr(self.tracker, "enable_global_search", None)
         if callable(global_search):
-            global_search(enabled)
+            # back to the configured mode (a variant may run long-term search all the time)
+            configured = bool(getattr(self.tracker.config, "long_term", False))
+            global_search(enabled or configured)
             return
         set_scale = getattr(self.tracker, "set_search_scale", None)
         if callable(set_scale):
@@ -296,6 +298,9 @@ class ReloadWorker:
                 self.current = request
             try:
                 ok, message = self._engine.load_now(request, newest_frame)
+            except Exception as exc:  # never let the reload thread die silently
+                ok, message = False, f"reload of {request.describe()} failed: {_reason(exc)}"
+                self._engine.load_error = message
             finally:
                 with self._cond:
                     self.current = None

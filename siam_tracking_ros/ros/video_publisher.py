@@ -137,9 +137,9 @@ class VideoPublisher(Node):
             self._timer = self.create_timer(self.period, self._tick)
 
     def _tick(self) -> None:
-        if self.finished.is_set() or self.publish_next() is None:
-            if self._timer is not None:
-                self._timer.cancel()
+        done = self.finished.is_set() or self.publish_next() is None
+        if done and self._timer is not None:
+            self._timer.cancel()
 
     def publish_next(self) -> tuple[int, Image] | None:
         """Read and publish one frame; ``(frame index, message)`` or None when finished."""

@@ -102,7 +102,9 @@ class DistractorMemory:
         self.learning_rate = learning_rate
 
     def reset(self) -> None:
-        self.kernel.zero_()
+        """Forget every distractor."""
+        with torch.inference_mode():  # the kernel is an inference tensor (made in ``init``)
+            self.kernel.zero_()
         self.weight = 0.0
 
     @property
@@ -170,9 +172,17 @@ class DaSiamRPNTracker(SiamRPNTracker):
         return sorted(sizes)
 
     def enable_global_search(self, flag: bool) -> None:
-        """Turn local-to-global search on (e.g. while the node reports LOST) or off."""
+        """Switch local-to-global search on or off at run time (e.g. while the node reports LOST).
+
+        ``True`` also starts the growing search right away when a target is being tracked; it
+        returns to the normal region once a proposal scores ``found_threshold``. ``False`` goes back
+        to the normal search region at once.
+        """
         self._long_term = bool(flag)
-        if not flag and self._lost:
+        if flag and self.initialized and not self._lost:
+            self._lost = True
+            self._grow_search()
+        elif not flag and self._lost:
             self._lost = False
             self.instance_size = self._base_instance_size
 
@@ -195,9 +205,7 @@ class DaSiamRPNTracker(SiamRPNTracker):
         super()._init(frame, box)
         z_f = self.features[0]
         self._template_hw = (int(z_f.shape[-2]), int(z_f.shape[-1]))
-        z = z_f.float()
-        self._template_unit = z / z.norm().clamp(min=1e-12)
-        self.memory = DistractorMemory(tuple(z.shape), self.device, self.config.distractor_lr)
+        self.memory = DistractorMemory(tuple(z_f.shape), self.device, self.config.distractor_lr)
 
     def reset(self) -> None:
         super().reset()
@@ -222,6 +230,9 @@ class DaSiamRPNTracker(SiamRPNTracker):
             return int(candidates[0]), candidates
         norms = window_norms(x_f, *self._template_hw)
         similarity = self.memory.similarity(x_f, norms).flatten().cpu().numpy()
+        if similarity.size * cfg.anchor_num != props.pscore.size:
+            raise ValueError("distractor-aware search needs template-sized feature windows to align "
+                             "with score-map cells (base_size=0)")
         cells = np.arange(props.pscore.size) % similarity.size
         return rerank(props.pscore, candidates, similarity, cells, cfg.distractor_weight), candidates
 
@@ -249,27 +260,27 @@ class DaSiamRPNTracker(SiamRPNTracker):
             best, candidates = int(np.argmax(props.pscore)), np.empty(0, dtype=np.int64)
         score = float(props.score[best])
         if self._lost and score < cfg.found_threshold:
-            self.instance_size = min(self.instance_size + cfg.search_step, self._largest_size())
-            cx, cy = self.center
-            w, h = self.size
+            self._grow_search()  # still lost: keep the state, look wider
+            cx, cy, w, h = (*self.center, *self.size)
         else:
-            if self._lost:
-                self._lost = False
             cx, cy, w, h = self.update_state(props, best, scale_z, frame.shape)
             if cfg.distractor_aware:
                 self.remember_distractors(props, candidates, best, out["x_f"])
+            self._lost = False
             self.instance_size = self._base_instance_size
             if self._long_term and score < cfg.lost_threshold:
                 self._lost = True
-                self.instance_size = min(self.instance_size + cfg.search_step, self._largest_size())
+                self._grow_search()
         return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), score,
                            extra={"pscore": float(props.pscore[best]), "lost": self._lost,
                                   "instance_size": self.instance_size})
 
-    def _largest_size(self) -> int:
-        sizes = [s for s in self.search_sizes()
-                 if (s - self._base_instance_size) % self.config.search_step == 0]
-        return max(sizes)
+    def _grow_search(self) -> None:
+        """One step of the local-to-global search: a larger region, up to the largest size."""
+        cfg = self.config
+        largest = max(s for s in self.search_sizes()
+                      if (s - self._base_instance_size) % cfg.search_step == 0)
+        self.instance_size = min(self.instance_size + cfg.search_step, largest)
 
 
 _DASIAMRPN_RENAMES = {
@@ -316,4 +327,7 @@ def build_dasiamrpn(config: DaSiamRPNConfig, device: torch.device) -> DaSiamRPNT
     """Build a :class:`DaSiamRPNTracker` with an untrained up-channel :class:`SiamRPNNet`."""
     if config.head != "upchannel":
         raise ValueError("dasiamrpn uses the up-channel RPN head (head='upchannel')")
+    if config.search_step <= 0 or config.search_step % config.anchor_stride:
+        raise ValueError(f"search_step must be a positive multiple of anchor_stride "
+                         f"({config.anchor_stride}), got {config.search_step}")
     return DaSiamRPNTracker(SiamRPNNet(config), config, device)

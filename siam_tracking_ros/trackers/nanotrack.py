@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -154,11 +155,11 @@ class NanoTracker(SiameseTracker):
     """NanoTrack tracking loop (see the module docstring).
 
     The state centre is continuous (``x + w / 2``). With ``opencv_compat`` the loop reproduces
-    OpenCV's ``TrackerNano`` instead: RGB network input, crop corner ``int(centre) - (side+1)//2``
-    and side ``int(...)``, search side ``2 * s_z`` (integer ``255 // 127``), context from
-    ``int(w + h)``, border value the rounded mean of the current frame, crops rounded to integers,
-    the scale penalty measured against the target *centre* (as OpenCV does), its hard-coded
-    hyper-parameters and integer output boxes.
+    OpenCV's ``TrackerNano`` instead: its crop (see :meth:`_crop`; border = mean of the current
+    frame), RGB network input, integer crop sides, search side ``2 * s_z`` (integer
+    ``255 // 127``), context from ``int(w + h)``, the scale penalty measured against the target
+    *centre* (as OpenCV does), a square-rooted Hann window, its hard-coded hyper-parameters and
+    integer output boxes.
     """
 
     def __init__(self, model: NanoTrackNet, config: NanoTrackConfig, device: torch.device) -> None:
@@ -170,30 +171,45 @@ class NanoTracker(SiameseTracker):
         self.penalty_k = _pick(config.penalty_k, defaults[1])
         self.lr = _pick(config.lr, defaults[2])
         self.score_size = spec.score_size
-        self.window = cosine_window(self.score_size).astype(np.float64).ravel()
+        window = cosine_window(self.score_size).astype(np.float64)
+        # cv2.createHanningWindow returns the square root of the outer product
+        self.window = (np.sqrt(window) if config.opencv_compat else window).ravel()
         offsets = (np.arange(self.score_size) - self.score_size // 2) * config.stride
         grid_x, grid_y = np.meshgrid(offsets, offsets)
         self.points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float64)  # (2, S*S)
         self.center = np.zeros(2)
         self.size = np.zeros(2)
         self.pad_value: torch.Tensor | None = None
+        self._crop_buffers: dict[int, torch.Tensor] = {}
         self.features: TemplateFeatures | None = None
 
-    def _crop(self, frame: torch.Tensor, side: float, out_size: int) -> torch.Tensor:
-        """Square crop of ``side`` source pixels around the state centre, resized to ``out_size``."""
-        assert self.pad_value is not None
+    def _crop(self, frame: np.ndarray, side: float, out_size: int) -> torch.Tensor:
+        """Square crop of ``side`` source pixels around the state centre, resized to ``out_size``.
+
+        Official mode: on the device (``crop_subwindow``; ``crop_window`` takes pixel-index
+        centres, hence ``- 0.5``) with the init frame's mean as border. OpenCV mode: OpenCV's own
+        arithmetic on the CPU (corner ``int(c) - (side+1)//2`` equals ``crop_window(floor(c))``
+        for an integer side; uint8 border and resize), channels swapped to RGB, crop uploaded.
+        """
         if self.config.opencv_compat:
-            # corner int(c) - (side+1)//2 == crop_window(floor(c), side) for an integer side
-            import os
-            if os.environ.get("NT_CV"):
-                arr = crop_subwindow_numpy(self._frame_np, np.floor(self.center), side, out_size, self.pad_value.tolist())
-                patch = torch.from_numpy(arr).permute(2, 0, 1)[None].to(frame.device)
-            else:
-                patch = crop_subwindow(frame, np.floor(self.center), side, out_size, self.pad_value)
-            patch = patch.round_().flip(1)  # uint8 crop, then blobFromImage(swapRB=True)
-        else:  # crop_window works on pixel-index centres
-            patch = crop_subwindow(frame, self.center - 0.5, side, out_size, self.pad_value)
+            patch = crop_subwindow_numpy(frame, np.floor(self.center), side, out_size,
+                                         cv2.mean(frame)[:3])
+            rgb = torch.from_numpy(np.ascontiguousarray(patch[:, :, ::-1].transpose(2, 0, 1)))
+            return self._upload_crop(rgb, out_size)
+        image = self.upload(frame)
+        if self.pad_value is None:
+            self.pad_value = frame_mean(image)
+        patch = crop_subwindow(image, self.center - 0.5, side, out_size, self.pad_value)
         return patch.to(self.dtype)
+
+    def _upload_crop(self, chw: torch.Tensor, out_size: int) -> torch.Tensor:
+        """Copy a CPU ``(3, S, S)`` crop into a reused device buffer of the network dtype."""
+        buffer = self._crop_buffers.get(out_size)
+        if buffer is None or buffer.dtype != self.dtype:
+            buffer = torch.empty((1, 3, out_size, out_size), dtype=self.dtype, device=self.device)
+            self._crop_buffers[out_size] = buffer
+        buffer[0].copy_(chw)
+        return buffer
 
     def _search_geometry(self) -> tuple[float, float]:
         """``(side of the search crop in source pixels, scale_z = exemplar / s_z)``."""
@@ -221,27 +237,17 @@ class NanoTracker(SiameseTracker):
         x, y, w, h = box
         self.center = np.array([x + w / 2.0, y + h / 2.0])
         self.size = np.array([w, h])
-        image = self.upload(frame)
-        self._frame_np = frame
-        self.pad_value = self._border_value(image)
+        self.pad_value = None
         side = context_size(w, h, self.config.context_amount)
         if self.config.opencv_compat:
             side = float(int(side))
-        self.features = self.model.template(self._crop(image, side, self.config.exemplar_size))
-
-    def _border_value(self, image: torch.Tensor) -> torch.Tensor:
-        mean = frame_mean(image)
-        return mean.round() if self.config.opencv_compat else mean
+        self.features = self.model.template(self._crop(frame, side, self.config.exemplar_size))
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         cfg = self.config
         side, scale_z = self._search_geometry()
-        image = self.upload(frame)
-        self._frame_np = frame
-        if cfg.opencv_compat:
-            self.pad_value = self._border_value(image)
         assert self.features is not None
-        out = self.model.search(self.features, self._crop(image, side, cfg.instance_size))
+        out = self.model.search(self.features, self._crop(frame, side, cfg.instance_size))
         score, ltrb = self._read_outputs(out)
         boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h relative to the crop centre, crop pixels
         penalty = self._penalty(boxes, scale_z)

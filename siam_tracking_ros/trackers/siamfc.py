@@ -199,9 +199,10 @@ class SiamFCTracker(SiameseTracker):
         row, col = divmod(int(torch.argmax(response)), response.shape[1])
         return scale_id, row, col, float(peaks[scale_id])
 
-    def _track(self, frame: np.ndarray) -> TrackResult:
+    def move(self, scale_id: int, row: int, col: int, frame_shape: Sequence[int]
+             ) -> tuple[float, float, float, float]:
+        """Apply a located peak to the state; returns the clipped ``(cx, cy, w, h)``."""
         cfg = self.config
-        scale_id, row, col, peak = self.locate(self.responses(frame))
         factor = float(self.scale_factors[scale_id])
         half = (cfg.upscale_size - 1) / 2.0
         to_image = cfg.total_stride / cfg.response_up * self.x_sz * factor / cfg.instance_size
@@ -210,11 +211,23 @@ class SiamFCTracker(SiameseTracker):
         self.target_sz = self.target_sz * scale
         self.z_sz *= scale
         self.x_sz *= scale
-        cx, cy, w, h = clip_box_xywh(*self.center, *self.target_sz, frame.shape, cfg.min_size)
+        cx, cy, w, h = clip_box_xywh(*self.center, *self.target_sz, frame_shape, cfg.min_size)
         self.center, self.target_sz = np.array([cx, cy]), np.array([w, h])
-        score = 1.0 / (1.0 + math.exp(-(peak - cfg.score_bias) / cfg.score_temperature))
-        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), score,
-                           extra={"raw_score": peak, "scale": factor})
+        return cx, cy, w, h
+
+    def presence_score(self, raw_peak: float) -> float:
+        """Calibrated sigmoid of the raw peak (see module docstring)."""
+        cfg = self.config
+        logit = (raw_peak - cfg.score_bias) / cfg.score_temperature
+        if math.isnan(logit):
+            return 0.0
+        return 0.5 * (1.0 + math.tanh(0.5 * logit))  # = sigmoid, without overflow
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        scale_id, row, col, peak = self.locate(self.responses(frame))
+        cx, cy, w, h = self.move(scale_id, row, col, frame.shape)
+        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), self.presence_score(peak),
+                           extra={"raw_score": peak, "scale": float(self.scale_factors[scale_id])})
 
 
 def import_official_siamfc(state: Mapping[str, torch.Tensor], config: SiamFCConfig | None

@@ -184,7 +184,7 @@ def import_official_siammask(state: Mapping[str, torch.Tensor], config: SiamMask
     del config  # one architecture
     if "features.features.conv1.weight" in state:
         mapped = {_rename(k): v for k, v in state.items()}
-    elif "backbone.conv1.weight" in state:
+    elif any(k.startswith("backbone.") for k in state):
         if any(k.startswith("rpn_head.rpn") for k in state) or not any(
                 k.startswith("mask_head.") for k in state):
             raise ValueError("it is a SiamRPN++ checkpoint (no mask head), not a 'siammask' one: "

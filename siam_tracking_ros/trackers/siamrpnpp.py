@@ -44,6 +44,7 @@ from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, MultiRPN
 from siam_tracking_ros.models.necks.adjust import AdjustAllLayer
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.siamfc import box_in_frame
 
 BACKBONES = ("resnet50", "mobilenetv2", "alexnet")
 #: box deltas are clamped to this magnitude before decoding (far beyond what trained heads emit;
@@ -155,7 +156,7 @@ class SiamRPNppNet(nn.Module):
 
 @dataclass
 class Decision:
-    """The chosen proposal of one frame, in source pixels."""
+    """The chosen proposal of one frame, in source pixels (``box``: its part inside the frame)."""
 
     box: tuple[float, float, float, float]
     score: float
@@ -224,12 +225,16 @@ class RPNTracker(SiameseTracker):
         outputs = self.model.search(self._features, x.to(self.dtype))
         return outputs, cfg.exemplar_size / s_z, instance, float(crop_side)
 
-    def _decide(self, frame: np.ndarray) -> tuple[Decision, dict[str, torch.Tensor]]:
-        """One tracking step on ``frame``: updates the state and returns the chosen proposal."""
+    def score_proposals(self, outputs: dict[str, torch.Tensor], scale_z: float, instance_size: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """pysot's proposal scoring for one search output.
+
+        Returns ``(score, boxes, penalty, pscore)`` per anchor: foreground probability, decoded
+        ``(cx, cy, w, h)`` in search-crop pixels relative to its centre, scale/ratio penalty
+        against the current size and the window-blended score that picks the winner.
+        """
         cfg = self.config
-        outputs, scale_z, instance, crop_side = self._search(frame)
-        origin = (self.center[0] - crop_side / 2.0, self.center[1] - crop_side / 2.0)
-        size, anchors, window = self._grid(instance)
+        _, anchors, window = self._grid(instance_size)
         score = foreground_probability(outputs["cls"].float())[0].cpu().numpy().astype(np.float64)
         score = np.nan_to_num(score, nan=0.0)
         deltas = flatten_loc(outputs["loc"].float())[0].nan_to_num(0.0).clamp(-MAX_DELTA, MAX_DELTA)
@@ -238,6 +243,14 @@ class RPNTracker(SiameseTracker):
                                       self.size[1] * scale_z, cfg.penalty_k)
         influence = 0.001 if (self.long_term and self._lost) else cfg.window_influence
         pscore = penalty * score * (1.0 - influence) + window * influence
+        return score, boxes, penalty, pscore
+
+    def _decide(self, frame: np.ndarray) -> tuple[Decision, dict[str, torch.Tensor]]:
+        """One tracking step on ``frame``: updates the state and returns the chosen proposal."""
+        cfg = self.config
+        outputs, scale_z, instance, crop_side = self._search(frame)
+        origin = (self.center[0] - crop_side / 2.0, self.center[1] - crop_side / 2.0)
+        score, boxes, penalty, pscore = self.score_proposals(outputs, scale_z, instance)
         best = int(np.argmax(pscore))
         best_score = float(score[best])
         if not self.long_term or best_score >= cfg.confidence_low:
@@ -247,8 +260,8 @@ class RPNTracker(SiameseTracker):
         self.center, self.size = np.array([cx, cy]), np.array([w, h])
         if self.long_term:
             self._update_lost(best_score)
-        decision = Decision((cx - w / 2.0, cy - h / 2.0, w, h), best_score, best, size,
-                            origin, crop_side, instance)
+        decision = Decision(box_in_frame(cx, cy, w, h, frame.shape), best_score, best,
+                            self._grid(instance)[0], origin, crop_side, instance)
         return decision, outputs
 
     def _move(self, offset_box: np.ndarray, lr: float) -> None:

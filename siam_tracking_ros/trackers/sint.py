@@ -70,13 +70,18 @@ def radial_offsets(radius: float, radial_steps: int, angular_steps: int) -> np.n
     return np.vstack([np.zeros((1, 2)), ring])
 
 
+def candidates_around(center: Sequence[float], size: Sequence[float], offsets: np.ndarray,
+                      scales: Sequence[float]) -> np.ndarray:
+    """Boxes ``(len(scales) * len(offsets), 4)`` cxcywh at ``center + offsets``, scale-major."""
+    centres = offsets + np.asarray(center, dtype=np.float64)
+    size = np.asarray(size, dtype=np.float64)
+    return np.vstack([np.hstack([centres, np.tile(size * s, (len(centres), 1))]) for s in scales])
+
+
 def radial_candidates(center: Sequence[float], size: Sequence[float], radius: float,
                       radial_steps: int, angular_steps: int, scales: Sequence[float]) -> np.ndarray:
     """Candidate boxes ``(len(scales) * (1 + R * A), 4)`` cxcywh, scale-major."""
-    offsets = radial_offsets(radius, radial_steps, angular_steps) + np.asarray(center, dtype=np.float64)
-    boxes = [np.hstack([offsets, np.tile(np.asarray(size, dtype=np.float64) * s, (len(offsets), 1))])
-             for s in scales]
-    return np.vstack(boxes)
+    return candidates_around(center, size, radial_offsets(radius, radial_steps, angular_steps), scales)
 
 
 def flow_points(box_cxcywh: Sequence[float], grid: int) -> np.ndarray:
@@ -139,6 +144,8 @@ class SINTTracker(SiameseTracker):
     def __init__(self, model: SINTNet, config: SINTConfig, device: torch.device) -> None:
         super().__init__(model, config, device)
         self.regressor = RidgeBoxRegressor(config.ridge_lambda)
+        #: unit-radius sampling pattern, scaled by the radius every frame
+        self._unit_offsets = radial_offsets(1.0, config.radial_steps, config.angular_steps)
         self._template: torch.Tensor | None = None
         self._prev_gray: np.ndarray | None = None
         self._gray: np.ndarray | None = None
@@ -208,9 +215,8 @@ class SINTTracker(SiameseTracker):
 
     def candidates(self, frame_shape: Sequence[int]) -> np.ndarray:
         """Radial candidates (cxcywh, frame pixels) around the current state."""
-        cfg = self.config
-        return radial_candidates(self.center, self.size, self.radius(frame_shape), cfg.radial_steps,
-                                 cfg.angular_steps, cfg.scales)
+        offsets = self._unit_offsets * self.radius(frame_shape)
+        return candidates_around(self.center, self.size, offsets, self.config.scales)
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         cfg = self.config

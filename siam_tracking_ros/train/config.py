@@ -57,6 +57,10 @@ class ScheduleConfig:
     amp: str = "auto"
     #: stop cleanly (checkpoint, validate, export) after this many minutes
     time_budget_minutes: float | None = None
+    #: with a time budget: decay the lr by elapsed time instead of by step (slow shared machines)
+    decay_by_time: bool = False
+    #: keep BatchNorm layers in eval mode (running statistics fixed), for fine-tuning small batches
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -67,6 +71,8 @@ class ValidationConfig:
     sequences: list[str] = field(default_factory=list)
     every_minutes: float = 15.0
     max_frames: int | None = None
+    #: also validate the initial weights before the first step (baseline for fine-tuning)
+    at_start: bool = False
 
 
 @dataclass

@@ -145,7 +145,7 @@ class Trainer:
         self.geometry = geometry_from(self.tracker_config, self.model, self.device)
         self.objective: Objective = make_objective(self.model.head_kind, self.geometry, **config.objective)
         self._sync_pair_geometry()
-        self.model.train()
+        self._train_mode()
         self.net = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.amp_dtype, self.scaler = self._amp()
@@ -213,11 +213,18 @@ class Trainer:
 
     def _set_lr(self) -> float:
         sched = self.config.schedule
-        base = learning_rate(self.step, self.total_steps, self.steps_per_epoch, sched)
+        base = learning_rate(self.step, self.total_steps, self.steps_per_epoch, sched, self.elapsed)
         frozen = self.epoch < sched.freeze_backbone_epochs
         for group in self.optimizer.param_groups:
             group["lr"] = 0.0 if (frozen and group.get("backbone")) else base * group["lr_mult"]
         return base
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.config.schedule.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Forward, loss, backward and optimiser step on one batch; returns logged numbers."""
@@ -259,6 +266,9 @@ class Trainer:
         start = time.monotonic() - self.elapsed
         last_ckpt = last_val = time.monotonic()
         stopped = False
+        if self.config.validation.sequences and self.config.validation.at_start and self.step == 0:
+            self.validate()
+            last_val = time.monotonic()
         while self.epoch < self.config.schedule.epochs and not stopped:
             bar = self._progress(self.steps_per_epoch - self.step_in_epoch)
             window = time.monotonic()
@@ -370,7 +380,7 @@ class Trainer:
                 self.best_auc = scores["mean"]
                 shutil.copyfile(exported, self.out / "export" / "best.safetensors")
             self._plot()
-        self.model.train()
+        self._train_mode()
         if self.dist.world > 1:
             dist.barrier()
         return scores

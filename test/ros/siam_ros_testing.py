@@ -30,14 +30,6 @@ def nanotrack_available() -> tuple[bool, str]:
     return True, ""
 
 
-def stamp_of(index: int, base_s: int = 1000):
-    """A deterministic stamp for frame ``index`` (base + index * 40 ms)."""
-    from builtin_interfaces.msg import Time
-
-    total = base_s * 1_000_000_000 + index * 40_000_000
-    return Time(sec=total // 1_000_000_000, nanosec=total % 1_000_000_000)
-
-
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, period: float = 0.01) -> bool:
     """Poll ``predicate`` until it holds; False after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -73,6 +65,22 @@ class Probe(Node):
         self.init_client = self.create_client(InitTarget, f"{target}/init_target")
         self.reset_client = self.create_client(Trigger, f"{target}/reset")
         self.target = target
+        self.base_ns = 0
+        self.new_run()
+
+    def new_run(self) -> None:
+        """Start a fresh run: new stamps (near the current time), recorded outputs cleared."""
+        self.base_ns = time.time_ns()
+        with self._lock:
+            self.objects.clear()
+            self.masks.clear()
+
+    def stamp_of(self, index: int):
+        """The stamp of frame ``index`` in this run (base + index ms)."""
+        from builtin_interfaces.msg import Time
+
+        total = self.base_ns + index * 1_000_000
+        return Time(sec=total // 1_000_000_000, nanosec=total % 1_000_000_000)
 
     def _keep(self, store: list) -> Callable:
         def callback(msg) -> None:
@@ -85,12 +93,12 @@ class Probe(Node):
         from siam_tracking_ros.ros.image_conversion import cv2_to_imgmsg
 
         msg = cv2_to_imgmsg(frame, encoding)
-        msg.header.stamp = stamp_of(index)
+        msg.header.stamp = self.stamp_of(index)
         msg.header.frame_id = frame_id
         self.image_pub.publish(msg)
 
     def objects_for(self, index: int) -> list:
-        stamp = stamp_of(index)
+        stamp = self.stamp_of(index)
         with self._lock:
             return [o for o in self.objects
                     if o.header.stamp.sec == stamp.sec and o.header.stamp.nanosec == stamp.nanosec]
@@ -107,7 +115,7 @@ class Probe(Node):
         request = InitTarget.Request()
         request.x, request.y, request.width, request.height = (float(v) for v in box)
         if index is not None:
-            request.stamp = stamp_of(index)
+            request.stamp = self.stamp_of(index)
         request.tracker = tracker
         return self.call(self.init_client, request, timeout)
 

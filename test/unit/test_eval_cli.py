@@ -65,6 +65,11 @@ def test_siam_eval_writes_results(tiny_dataset: Path, tmp_path: Path, nanotrack_
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert "| opencv-nano |" in printed and "| tracker | auc |" in printed
+    assert cli.main(["--report", str(out / "results.json")]) == 0
+    report = capsys.readouterr().out
+    assert "| sequence | opencv-kcf | opencv-nano |" in report
+    kcf_auc = doc["trackers"]["opencv-kcf"]["sequences"]["Crossing"]["auc"]
+    assert f"| Crossing | {cli._cell(kcf_auc)} | {cli._cell(row['auc'])} |" in report
 
 
 def test_siam_eval_reports_bad_arguments(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from siam_tracking_ros.core.anchors import (
+    MAX_LOG_SCALE,
     decode_deltas,
     flatten_loc,
     foreground_probability,
@@ -92,7 +93,8 @@ def test_one_stage_cascade_equals_a_plain_rpn() -> None:
     torch.testing.assert_close(out["loc_stages"][0], loc)
     anchors = torch.from_numpy(generate_anchors(S))
     proposals = cascade_proposals(out["cls_stages"], out["loc_stages"], anchors)
-    torch.testing.assert_close(proposals.boxes, decode_deltas(flatten_loc(loc)[0], anchors))
+    # the plain SiamRPN decode (log-scales clamped as the siamrpn tracker does)
+    torch.testing.assert_close(proposals.boxes, decode_deltas(flatten_loc(loc)[0], anchors, MAX_LOG_SCALE))
     torch.testing.assert_close(proposals.scores, foreground_probability(cls)[0])
 
 

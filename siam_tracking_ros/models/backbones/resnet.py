@@ -109,6 +109,9 @@ class DilatedResNet50(nn.Module):
         return tuple(RESNET50_CHANNELS[i] for i in self.used_layers)
 
     def _init_weights(self) -> None:
+        """pysot's init: conv weights ~ N(0, 2 / fan_out), BN identity (skipped on ``meta``)."""
+        if self.conv1.weight.is_meta:
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

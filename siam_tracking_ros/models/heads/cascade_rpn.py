@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from siam_tracking_ros.core.anchors import decode_deltas, flatten_cls, flatten_loc
+from siam_tracking_ros.core.anchors import MAX_LOG_SCALE, decode_deltas, flatten_cls, flatten_loc
 from siam_tracking_ros.models.heads.rpn import RPNOutput, UpChannelRPN
 from siam_tracking_ros.models.necks.feature_transfer import FeatureTransferBlock, resize_to
 
@@ -76,8 +76,11 @@ def filter_negative_anchors(keep: torch.Tensor, cls: torch.Tensor, theta: float)
 
 
 def refine_anchors(anchors: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
-    """The next stage's anchors: this stage's boxes, ``decode(anchors, deltas)``."""
-    return decode_deltas(flatten_loc(loc)[0], anchors)
+    """The next stage's anchors: this stage's boxes, ``decode(anchors, deltas)``.
+
+    Log-scale deltas are clamped at ``MAX_LOG_SCALE`` so that sizes stay finite.
+    """
+    return decode_deltas(flatten_loc(loc)[0], anchors, MAX_LOG_SCALE)
 
 
 @dataclass

@@ -101,7 +101,7 @@ def train_matcher(net: SINTNet, targets: torch.Tensor, hard_positives: torch.Ten
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     net.eval()
     return losses
 
@@ -109,7 +109,8 @@ def train_matcher(net: SINTNet, targets: torch.Tensor, hard_positives: torch.Ten
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sint_pp-train", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=DEFAULT_COCO / "images" / "train2017")
-    parser.add_argument("--labels", type=Path, default=DEFAULT_COCO / "object_detection" / "labels" / "train2017")
+    parser.add_argument("--labels", type=Path,
+                        default=DEFAULT_COCO / "object_detection" / "labels" / "train2017")
     parser.add_argument("--count", type=int, default=16, help="target crops to use")
     parser.add_argument("--vae-steps", type=int, default=20)
     parser.add_argument("--policy-steps", type=int, default=5)

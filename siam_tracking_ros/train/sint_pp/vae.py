@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,8 +22,9 @@ class CropVAE(nn.Module):
         self.latent_dim = latent_dim
         channels = [3, width, width * 2, width * 4, width * 8]
         encoder: list[nn.Module] = []
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
-            encoder += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+        for c_in, c_out in itertools.pairwise(channels):
+            encoder += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out),
+                        nn.LeakyReLU(0.2)]
         self.encoder = nn.Sequential(*encoder, nn.Flatten())
         flat = channels[-1] * 4 * 4
         self.to_mu = nn.Linear(flat, latent_dim)
@@ -29,7 +32,7 @@ class CropVAE(nn.Module):
         self.from_latent = nn.Linear(latent_dim, flat)
         decoder: list[nn.Module] = [nn.Unflatten(1, (channels[-1], 4, 4))]
         reversed_channels = channels[::-1]
-        for index, (c_in, c_out) in enumerate(zip(reversed_channels[:-1], reversed_channels[1:], strict=True)):
+        for index, (c_in, c_out) in enumerate(itertools.pairwise(reversed_channels)):
             decoder.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
             if index < len(reversed_channels) - 2:
                 decoder += [nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -99,6 +102,6 @@ def train_vae(vae: CropVAE, crops: torch.Tensor, steps: int, lr: float = 1e-3, b
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     vae.eval()
     return losses

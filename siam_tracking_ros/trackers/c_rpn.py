@@ -1,0 +1,121 @@
+"""C-RPN (Fan & Ling, CVPR 2019): Siamese cascaded RPNs from deep to shallow AlexNet features.
+
+Backbone: the SiamRPN AlexNet, tapped at conv5, conv4 and conv3 (deepest first). Stage 1 is an
+up-channel RPN on conv5; stage ``l`` sees ``FTB(Φ_{l-1}, conv_{6-l})`` (deconvolution + sum +
+ReLU, :mod:`~siam_tracking_ros.models.necks.feature_transfer`), interpolated to stage 1's size so
+that every stage scores the same ``K x 17 x 17`` anchors. Inference
+(:func:`~siam_tracking_ros.models.heads.cascade_rpn.cascade_proposals`): anchors whose background
+probability exceeds ``theta`` at a stage are dropped from the later ones, and stage ``l`` regresses
+from the boxes of stage ``l - 1``. The last stage's foreground probability and boxes then go
+through SiamRPN's scale/ratio penalty, cosine window and size smoothing
+(:class:`~siam_tracking_ros.trackers.siamrpn.SiamRPNTracker`).
+
+Training: ``search`` also returns ``cls``/``loc`` = stage 1 (fixed anchors), so the standard RPN
+objective trains stage 1; training stages 2-3 needs labels assigned to each stage's refined
+anchors among the survivors of the filter (see the variants document).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from siam_tracking_ros.core.geometry import scale_ratio_penalty
+from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet
+from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN, cascade_proposals
+from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.siamrpn import Proposals, SiamRPNConfig, SiamRPNTracker
+
+
+@dataclass
+class CRPNConfig(SiamRPNConfig):
+    """SiamRPN's options plus the cascade: ``stages`` (1-3) and the easy-negative threshold."""
+
+    stages: int = 3
+    theta: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stages <= 3:
+            raise ValueError(f"c_rpn: stages must be 1, 2 or 3, got {self.stages}")
+        if self.head != "upchannel":
+            raise ValueError(f"c_rpn: only the up-channel RPN head is supported, got '{self.head}'")
+
+
+class AlexNetLevels(nn.Module):
+    """AlexNet returning ``[conv5, conv4, conv3][:levels]`` (deepest first)."""
+
+    def __init__(self, width_mult: float = 1.0, levels: int = 3) -> None:
+        super().__init__()
+        self.alexnet = AlexNet(pysot_alexnet(width_mult))
+        self.levels = levels
+        widths = self.alexnet.layout.widths
+        self.channels = tuple(widths[4 - i] for i in range(levels))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for stage in self.alexnet.stages():
+            x = stage(x)
+            outputs.append(x)
+        return [outputs[4 - i] for i in range(self.levels)]
+
+
+class CRPNNet(nn.Module):
+    """AlexNet levels + :class:`CascadeRPN`.
+
+    ``search`` returns ``{"cls", "loc"}`` of stage 1 and ``{"cls_stages", "loc_stages"}`` of all.
+    """
+
+    head_kind = "rpn"
+
+    def __init__(self, config: CRPNConfig) -> None:
+        super().__init__()
+        self.backbone = AlexNetLevels(config.width_mult, config.stages)
+        self.cascade = CascadeRPN(self.backbone.channels, config.anchor_num, config.hidden)
+
+    def template(self, z: torch.Tensor) -> list:
+        return self.cascade.template(self.backbone(z))
+
+    def search(self, features: list, x: torch.Tensor, return_features: bool = False) -> dict:
+        x_levels = self.backbone(x)
+        out: dict = self.cascade.search(features, x_levels)
+        out["cls"], out["loc"] = out["cls_stages"][0], out["loc_stages"][0]
+        if return_features:
+            out["x_f"] = x_levels[0]
+        return out
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict:
+        return self.search(self.template(z), x)
+
+
+class CRPNTracker(SiamRPNTracker):
+    """SiamRPN tracking whose proposals come from the cascade (see module docstring)."""
+
+    config: CRPNConfig
+
+    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True
+                  ) -> Proposals:
+        cfg = self.config
+        anchors, window = self._geometry[self.instance_size]
+        cascade = cascade_proposals([c.float() for c in out["cls_stages"]],
+                                    [v.float() for v in out["loc_stages"]], anchors, cfg.theta)
+        score = torch.nan_to_num(cascade.scores, nan=0.0).double().cpu().numpy()
+        boxes_np = torch.nan_to_num(cascade.boxes, nan=0.0, posinf=0.0, neginf=0.0).double().cpu().numpy()
+        boxes_np[:, 2:] = np.maximum(boxes_np[:, 2:], 1.0)
+        target = self.size * scale_z
+        penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
+        pscore = penalty * score
+        if use_window:
+            pscore = pscore * (1 - cfg.window_influence) + window * cfg.window_influence
+        pscore = np.where(cascade.keep.cpu().numpy(), pscore, -1.0)
+        return Proposals(score, boxes_np, penalty, pscore)
+
+
+@register_tracker("c_rpn", CRPNConfig,
+                  description="C-RPN: cascaded RPN stages with feature transfer blocks and anchor filtering")
+def build_c_rpn(config: CRPNConfig, device: torch.device) -> CRPNTracker:
+    """Build a :class:`CRPNTracker` with an untrained :class:`CRPNNet`."""
+    return CRPNTracker(CRPNNet(config), config, device)

@@ -1,0 +1,302 @@
+"""The tracker node in-process over real DDS, with the real NanoTrack weights and a real sequence.
+
+One node serves the whole module (loading a model costs time); each test puts it in the state it
+needs (reset / init) first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from siam_ros_testing import Probe, Spinner, iou, wait_for
+from siam_tracking_ros.msg import TrackedObject
+
+pytestmark = [pytest.mark.ros, pytest.mark.shared_data]
+
+LOST_FRAMES = 3
+NODE_NAME = "tracker_node"
+
+
+@pytest.fixture(scope="module")
+def setup(ros_session, nanotrack_weights, crossing):
+    from siam_tracking_ros.ros.tracker_node import TrackerNode
+
+    node = TrackerNode(NODE_NAME, parameter_overrides=[
+        Parameter("weights", value=str(nanotrack_weights)), Parameter("device", value="cpu"),
+        Parameter("tracker_params.version", value="v2"), Parameter("score_threshold", value=0.3),
+        Parameter("lost_frames", value=LOST_FRAMES), Parameter("image_reliability", value="reliable"),
+        Parameter("diagnostics_period", value=0.2)])
+    probe = Probe(f"/{NODE_NAME}")
+    spinner = Spinner(node, probe)
+    probe.wait_subscribers()
+    assert node.runtime.engine.wait_idle(60.0)
+    assert node.runtime.engine.tracker is not None, node.runtime.engine.load_error
+    frames = [crossing.frame(i) for i in range(60)]
+    yield node, probe, frames, crossing.boxes
+    spinner.stop()
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def start_tracking(probe: Probe, frames, boxes, first: int = 0) -> None:
+    probe.new_run()
+    probe.reset()
+    probe.send_and_wait(frames[first], first)
+    response = probe.init_target(boxes[first], index=first)
+    assert response.success, response.message
+
+
+def box_of(msg: TrackedObject) -> tuple[float, float, float, float]:
+    return (msg.x, msg.y, msg.width, msg.height)
+
+
+def occlude(frame: np.ndarray, box, seed: int) -> np.ndarray:
+    """The frame with a wide region around the target replaced by noise (target gone)."""
+    x, y, w, h = (int(v) for v in box)
+    margin = max(w, h)
+    out = frame.copy()
+    region = out[max(0, y - margin):y + h + margin, max(0, x - margin):x + w + margin]
+    region[:] = np.random.default_rng(seed).integers(0, 256, region.shape, dtype=np.uint8)
+    return out
+
+
+def test_idle_then_tracks_with_iou_then_lost_and_found(setup) -> None:
+    _, probe, frames, boxes = setup
+    probe.new_run()
+    probe.reset()
+    idle = probe.send_and_wait(frames[0], 0)
+    assert idle.state == TrackedObject.IDLE
+    assert (idle.header.frame_id, idle.image_width, idle.image_height) == ("camera", 360, 240)
+
+    response = probe.init_target(boxes[0], index=0)
+    assert response.success, response.message
+    overlaps, states = [], []
+    for index in range(1, 40):
+        msg = probe.send_and_wait(frames[index], index)
+        overlaps.append(iou(box_of(msg), boxes[index]))
+        states.append(msg.state)
+    assert states == [TrackedObject.TRACKING] * len(states)
+    assert np.mean(overlaps) > 0.5, overlaps
+    assert msg.frame_count >= 39 and msg.frames_since_seen == 0 and msg.score > 0.5
+
+    lost = [probe.send_and_wait(occlude(frames[i], boxes[i], i), i) for i in range(40, 40 + LOST_FRAMES + 3)]
+    assert [m.state for m in lost][-1] == TrackedObject.LOST
+    assert lost[-1].frames_since_seen >= LOST_FRAMES
+    assert lost[0].state == TrackedObject.TRACKING  # not lost before lost_frames frames
+    assert all(m.score < 0.3 for m in lost)
+
+    back = [probe.send_and_wait(frames[i], i) for i in range(40 + LOST_FRAMES + 3, 60)]
+    assert back[-1].state == TrackedObject.TRACKING
+    assert back[-1].frames_since_seen == 0
+    assert iou(box_of(back[-1]), boxes[59]) > 0.3
+
+
+def test_init_with_buffered_stamp_and_errors(setup) -> None:
+    _, probe, frames, boxes = setup
+    probe.new_run()
+    probe.reset()
+    for index in range(0, 5):
+        probe.send_and_wait(frames[index], index)
+    older = probe.init_target(boxes[2], index=2)
+    assert older.success, older.message
+    missing = probe.init_target(boxes[2], index=500)
+    assert not missing.success and "no buffered frame" in missing.message
+    for bad in [(math.nan, 10, 20, 20), (10, 10, 0, 20), (10, 10, -5, 20), (5000, 5000, 20, 20)]:
+        answer = probe.init_target(bad)
+        assert not answer.success and answer.message.startswith("invalid box"), (bad, answer.message)
+    # the node still tracks after the refusals
+    msg = probe.send_and_wait(frames[5], 5)
+    assert msg.state == TrackedObject.TRACKING
+
+
+def test_init_box_topic_and_reset(setup) -> None:
+    from sensor_msgs.msg import RegionOfInterest
+
+    node, probe, frames, boxes = setup
+    probe.new_run()
+    probe.reset()
+    probe.send_and_wait(frames[0], 0)
+    publisher = probe.create_publisher(RegionOfInterest, f"/{NODE_NAME}/init_box", 10)
+    assert wait_for(lambda: publisher.get_subscription_count() > 0)
+    x, y, w, h = (int(v) for v in boxes[0])
+    publisher.publish(RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
+    assert wait_for(lambda: node.runtime.engine.state == TrackedObject.TRACKING)
+    assert probe.send_and_wait(frames[1], 1).state == TrackedObject.TRACKING
+    answer = probe.reset()
+    assert answer.success and "TRACKING" in answer.message
+    assert probe.send_and_wait(frames[2], 2).state == TrackedObject.IDLE
+    probe.destroy_publisher(publisher)
+
+
+def test_bad_images_are_skipped_and_node_keeps_serving(setup) -> None:
+    import array
+
+    from sensor_msgs.msg import Image
+
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    before = node.runtime.bad_frames
+
+    def raw(encoding: str, height: int, width: int, step: int, size: int, index: int) -> Image:
+        msg = Image(encoding=encoding, height=height, width=width, step=step)
+        msg.data = array.array("B", bytes(size))
+        msg.header.stamp = probe.stamp_of(index)
+        return msg
+
+    bad = [raw("bayer_rggb8", 240, 360, 360, 240 * 360, 1), raw("bgr8", 240, 360, 1080, 1000, 2),
+           raw("bgr8", 0, 0, 0, 0, 3)]
+    for msg in bad:
+        probe.image_pub.publish(msg)
+    assert wait_for(lambda: node.runtime.bad_frames >= before + 3)
+    assert not any(probe.objects_for(i) for i in (1, 2, 3))
+    msg = probe.send_and_wait(frames[4], 4)
+    assert msg.state == TrackedObject.TRACKING
+    # a bad frame named by stamp gives a clear answer
+    answer = probe.init_target(boxes[0], index=2)
+    assert not answer.success and "cannot be used" in answer.message
+
+
+def test_fast_publisher_processes_only_newest_frames(setup) -> None:
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    dropped_before = node.runtime.slot.dropped
+    sent = list(range(1, 60))
+    for index in sent:  # as fast as possible, no waiting
+        probe.publish_frame(frames[index], index)
+    assert wait_for(lambda: bool(probe.objects_for(sent[-1])), 30.0), "newest frame never processed"
+    processed = [i for i in sent if probe.objects_for(i)]
+    stamps = [(o.header.stamp.sec, o.header.stamp.nanosec) for i in processed for o in probe.objects_for(i)]
+    assert stamps == sorted(set(stamps)), "a frame was processed twice or out of order"
+    dropped = node.runtime.slot.dropped - dropped_before
+    assert dropped > 0 and len(processed) < len(sent)
+    assert len(processed) + dropped <= len(sent)
+    assert probe.objects_for(sent[-1])[-1].dropped_frames >= dropped_before + dropped
+
+
+def test_diagnostics_report_rates_and_model(setup) -> None:
+    _, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    for index in range(1, 10):
+        probe.send_and_wait(frames[index], index)
+    probe.diagnostics.clear()
+    assert wait_for(lambda: probe.latest_diagnostics().get("state") == "TRACKING", 10.0)
+    values = probe.latest_diagnostics()
+    assert values["variant"] == "nanotrack" and values["device"] == "cpu"
+    assert float(values["fps"]) > 0 and float(values["latency_p95_ms"]) >= float(values["latency_p50_ms"]) > 0
+    assert int(values["processed_frames"]) > 0 and "dropped_frames" in values
+    assert values["reloading"] == "false" and values["_message"] == "TRACKING"
+
+
+def set_params(probe: Probe, **values):
+    client = AsyncParameterClient(probe, NODE_NAME)
+    assert client.wait_for_services(timeout_sec=20.0)
+    future = client.set_parameters([Parameter(k.replace("__", "."), value=v) for k, v in values.items()])
+    assert wait_for(future.done, 30.0)
+    return future.result().results
+
+
+def test_parameter_validation(setup) -> None:
+    import torch
+
+    node, probe, _, _ = setup
+    cases = {"score_threshold": 1.5, "lost_frames": 0, "tracker": "no_such_tracker",
+             "weights": "/no/such/file.pth", "device": "tpu", "image_transport": "compressed"}
+    for name, value in cases.items():
+        [result] = set_params(probe, **{name: value})
+        assert not result.successful and result.reason, name
+    [unknown] = set_params(probe, tracker="no_such_tracker")
+    assert "unknown tracker" in unknown.reason and "nanotrack" in unknown.reason
+    if not torch.cuda.is_available():
+        [cuda] = set_params(probe, device="cuda")
+        assert not cuda.successful and "CUDA is not available" in cuda.reason
+    [ok] = set_params(probe, score_threshold=0.25)
+    assert ok.successful and node.runtime.engine.policy.score_threshold == pytest.approx(0.25)
+    [ok] = set_params(probe, score_threshold=0.3)
+    assert ok.successful
+
+
+def test_hyper_parameter_change_reloads_and_reinitialises(setup) -> None:
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    for index in range(1, 5):
+        probe.send_and_wait(frames[index], index)
+    assert node.has_parameter("tracker_params.penalty_k")
+    [result] = set_params(probe, tracker_params__penalty_k=0.2)
+    assert result.successful, result.reason
+    # right after the change the model is being rebuilt: init and reset say so
+    busy_init = node.runtime.init_target(tuple(boxes[4]))
+    assert node.runtime.engine.wait_idle(60.0)
+    assert dict(node.runtime.engine.loaded.overrides)["penalty_k"] == pytest.approx(0.2)
+    if not busy_init[0]:
+        assert "loading" in busy_init[1]
+    msg = probe.send_and_wait(frames[5], 5)
+    assert msg.state == TrackedObject.TRACKING and msg.frame_count <= 2  # re-initialised from last box
+    assert iou(box_of(msg), boxes[5]) > 0.4
+    [bad] = set_params(probe, tracker_params__no_such_field=1.0)
+    assert not bad.successful
+
+
+def test_init_and_reset_during_reload_are_refused(setup) -> None:
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    runtime = node.runtime
+    runtime.engine.request_model(runtime.model_request(), runtime._newest_frame)
+    init, reset = runtime.init_target(tuple(boxes[0])), runtime.engine.reset()
+    assert runtime.engine.wait_idle(60.0)
+    # the reload was queued synchronously, so both calls saw it
+    assert not init[0] and "loading" in init[1]
+    assert not reset[0] and "loading" in reset[1]
+    assert probe.send_and_wait(frames[1], 1).state == TrackedObject.TRACKING
+
+
+def test_bad_weights_keep_the_running_model(setup, tmp_path) -> None:
+    import torch
+
+    from siam_tracking_ros.trackers import list_trackers, make_config
+    from siam_tracking_ros.weights.io import save_weights
+
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"this is not a checkpoint" * 10)
+    other = next(n for n in list_trackers() if n != "nanotrack")
+    wrong = save_weights(tmp_path / "other.safetensors", {"w": torch.zeros(1)}, other,
+                         dataclasses.asdict(make_config(other)))
+    good = node.get_parameter("weights").value
+    for path, expected in [(corrupt, "refused to load"), (wrong, f"made for variant '{other}'")]:
+        [result] = set_params(probe, weights=str(path))
+        assert result.successful
+        assert node.runtime.engine.wait_idle(60.0)
+        assert expected in (node.runtime.engine.load_error or ""), node.runtime.engine.load_error
+        assert node.runtime.engine.loaded.weights == good  # the old model still runs
+        msg = probe.send_and_wait(frames[1], 1)
+        assert msg.state == TrackedObject.TRACKING
+        probe.diagnostics.clear()
+        assert wait_for(lambda: bool(probe.latest_diagnostics()), 10.0)
+        assert expected in probe.latest_diagnostics()["last_error"]
+    [result] = set_params(probe, weights=good)
+    assert result.successful and node.runtime.engine.wait_idle(60.0)
+    assert node.runtime.engine.load_error is None
+
+
+def test_switch_tracker_in_init_target_fails_cleanly_without_weights(setup) -> None:
+    from siam_tracking_ros.trackers import get_spec, list_trackers
+
+    node, probe, frames, boxes = setup
+    without = [n for n in list_trackers() if n != "nanotrack" and not get_spec(n).default_weights.exists()]
+    if not without:
+        pytest.skip("every variant ships default weights")
+    probe.new_run()
+    probe.send_and_wait(frames[0], 0)
+    answer = probe.init_target(boxes[0], tracker=without[0])
+    assert not answer.success and "no trained default weights" in answer.message
+    assert node.runtime.engine.wait_idle(60.0)
+    assert node.get_parameter("tracker").value == "nanotrack"
+    assert node.runtime.engine.loaded.tracker == "nanotrack"
+    answer = probe.init_target(boxes[0])
+    assert answer.success, answer.message
