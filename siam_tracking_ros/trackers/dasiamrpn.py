@@ -319,10 +319,25 @@ def import_official_dasiamrpn(state: Mapping[str, torch.Tensor], config: DaSiamR
     return add_missing_bn_counters(out)
 
 
+def detect_dasiamrpn_options(state: Mapping[str, torch.Tensor]) -> dict[str, float | int]:
+    """Architecture of an official DaSiamRPN file read off its shapes: AlexNet ``width_mult``
+    (BIG: 2, VOT/OTB: 1) and kernel channels ``hidden`` (BIG: 512, VOT/OTB: 256).
+
+    The tracking hyper-parameters of VOT and OTB files differ but cannot be read off the weights:
+    pass those of :data:`OFFICIAL_PRESETS` as overrides. Empty for other layouts (the importer
+    then says what is wrong).
+    """
+    first, kernels = state.get("featureExtract.0.weight"), state.get("conv_cls1.weight")
+    if first is None or kernels is None:
+        return {}
+    anchor_num = DaSiamRPNConfig().anchor_num
+    return {"width_mult": first.shape[0] / 96, "hidden": kernels.shape[0] // (2 * anchor_num)}
+
+
 @register_tracker("dasiamrpn", DaSiamRPNConfig,
                   description="DaSiamRPN: SiamRPN (BIG AlexNet) + distractor-aware re-ranking, "
                               "local-to-global search",
-                  importer=import_official_dasiamrpn)
+                  importer=import_official_dasiamrpn, detect_options=detect_dasiamrpn_options)
 def build_dasiamrpn(config: DaSiamRPNConfig, device: torch.device) -> DaSiamRPNTracker:
     """Build a :class:`DaSiamRPNTracker` with an untrained up-channel :class:`SiamRPNNet`."""
     if config.head != "upchannel":

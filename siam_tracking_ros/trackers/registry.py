@@ -24,6 +24,7 @@ PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "dat
 
 Builder = Callable[[Any, torch.device], SiameseTracker]
 Importer = Callable[[Mapping[str, torch.Tensor], Any], dict[str, torch.Tensor]]
+OptionDetector = Callable[[Mapping[str, torch.Tensor]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class TrackerSpec:
     description: str = ""
     #: converts an official checkpoint's state dict (already unwrapped) to ours; None if none
     importer: Importer | None = None
+    #: reads architecture options (e.g. the backbone) off an official state dict; None if none
+    detect_options: OptionDetector | None = None
 
     @property
     def default_weights(self) -> Path:
@@ -48,13 +51,18 @@ _DISCOVERED = False
 
 
 def register_tracker(name: str, config_cls: type, description: str = "",
-                     importer: Importer | None = None) -> Callable[[Builder], Builder]:
-    """Decorator for a variant's builder ``(config, device) -> SiameseTracker``."""
+                     importer: Importer | None = None,
+                     detect_options: OptionDetector | None = None) -> Callable[[Builder], Builder]:
+    """Decorator for a variant's builder ``(config, device) -> SiameseTracker``.
+
+    ``importer(state, config)`` maps an official checkpoint's state dict to the network's names;
+    ``detect_options(state)`` tells the architecture options that checkpoint needs.
+    """
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"tracker '{name}' is registered twice")
-        _REGISTRY[name] = TrackerSpec(name, config_cls, builder, description, importer)
+        _REGISTRY[name] = TrackerSpec(name, config_cls, builder, description, importer, detect_options)
         return builder
 
     return decorate
@@ -119,7 +127,7 @@ def build_tracker(name: str, weights: str | Path | None = None, device: str | to
         config = make_config(name, **overrides)
         state = None
     else:
-        state, stored = load_for_variant(spec, weights)
+        state, stored = load_for_variant(spec, weights, overrides)
         config = make_config(name, stored, **overrides)
     tracker = spec.builder(config, torch_device)
     tracker.name = name

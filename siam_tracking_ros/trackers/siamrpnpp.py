@@ -310,6 +310,14 @@ def detect_backbone(state: Mapping[str, torch.Tensor]) -> str:
     raise ValueError("no ResNet-50 (layer2-4), MobileNetV2 or AlexNet backbone keys found")
 
 
+def detect_siamrpnpp_options(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{"backbone": ...}`` of a pysot checkpoint; empty when no known backbone fits."""
+    try:
+        return {"backbone": detect_backbone(state)}
+    except ValueError:
+        return {}
+
+
 def _alexnet_key(key: str) -> str:
     """pysot ``AlexNetLegacy`` (``features.i``) / ``AlexNet`` (``layerN.j``) -> our ``convN.j``."""
     parts = key.split(".")
@@ -358,7 +366,8 @@ def build_network(config: SiamRPNppConfig) -> SiamRPNppNet:
 
 @register_tracker("siamrpnpp", SiamRPNppConfig,
                   description="SiamRPN++: ResNet-50/MobileNetV2/AlexNet + depthwise RPN (pysot)",
-                  importer=import_pysot_siamrpnpp)
+                  importer=import_pysot_siamrpnpp,
+                  detect_options=detect_siamrpnpp_options)
 def build_siamrpnpp(config: SiamRPNppConfig, device: torch.device) -> RPNTracker:
     """Build the SiamRPN++ tracker for ``config`` on ``device``."""
     return RPNTracker(build_network(config), config, device)

@@ -92,12 +92,15 @@ def load_checkpoint_safely(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_for_variant(spec: TrackerSpec, weights: str | Path | None
+def load_for_variant(spec: TrackerSpec, weights: str | Path | None,
+                     overrides: Mapping[str, Any] | None = None
                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Resolve ``weights`` for ``spec`` and return ``(state_dict, stored_config)``.
 
-    ``None`` means the packaged default. A project file made for another variant, or an official
-    checkpoint whose keys do not fit the variant's importer, raises :class:`WeightsError`.
+    ``None`` means the packaged default. For an official checkpoint the stored config is what the
+    variant's ``detect_options`` reads off it, and its importer sees the config that results
+    (with ``overrides``). A project file made for another variant, or an official checkpoint whose
+    keys do not fit the variant's importer, raises :class:`WeightsError`.
     """
     if weights is None or str(weights) == "":
         path = spec.default_weights
@@ -120,9 +123,16 @@ def load_for_variant(spec: TrackerSpec, weights: str | Path | None
     if spec.importer is None:
         raise WeightsError(f"'{spec.name}' has no importer for official checkpoints; "
                            f"use a project .safetensors file")
+    from siam_tracking_ros.trackers.registry import make_config
+
     raw = load_checkpoint_safely(path)
     try:
-        return spec.importer(raw, None), {}
+        detected = spec.detect_options(raw) if spec.detect_options else {}
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc
+    config = make_config(spec.name, detected, **(overrides or {}))
+    try:
+        return spec.importer(raw, config), detected
     except (KeyError, ValueError) as exc:
         raise WeightsError(
             f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc

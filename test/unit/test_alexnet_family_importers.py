@@ -131,7 +131,8 @@ def test_dasiamrpn_round_trip(tmp_path: Path) -> None:
     randomise(ours, 3)
     official = to_dasiamrpn(ours.state_dict())
     assert "featureExtract.15.running_var" in official and "conv_r1.weight" in official
-    tracker = build_tracker("dasiamrpn", weights=save(tmp_path, official), device="cpu", **layout)
+    tracker = build_tracker("dasiamrpn", weights=save(tmp_path, official), device="cpu")
+    assert (tracker.config.width_mult, tracker.config.hidden) == (0.5, 32)  # read off the shapes
     assert_same_outputs(ours, tracker.model, 271)
 
 
