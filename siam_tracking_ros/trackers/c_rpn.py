@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from siam_tracking_ros.core.geometry import scale_ratio_penalty
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet
 from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN, cascade_proposals
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamrpn import Proposals, SiamRPNConfig, SiamRPNTracker
+from siam_tracking_ros.trackers.siamrpn import SiamRPNConfig, SiamRPNTracker
 
 
 @dataclass
@@ -96,22 +95,15 @@ class CRPNTracker(SiamRPNTracker):
 
     config: CRPNConfig
 
-    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True
-                  ) -> Proposals:
-        cfg = self.config
-        anchors, window = self._geometry[self.instance_size]
+    def decode(self, out: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes and scores of the last cascade stage; anchors filtered out on the way are invalid."""
+        anchors, _ = self._geometry[self.instance_size]
         cascade = cascade_proposals([c.float() for c in out["cls_stages"]],
-                                    [v.float() for v in out["loc_stages"]], anchors, cfg.theta)
+                                    [v.float() for v in out["loc_stages"]], anchors, self.config.theta)
         score = torch.nan_to_num(cascade.scores, nan=0.0).double().cpu().numpy()
-        boxes_np = torch.nan_to_num(cascade.boxes, nan=0.0, posinf=0.0, neginf=0.0).double().cpu().numpy()
-        boxes_np[:, 2:] = np.maximum(boxes_np[:, 2:], 1.0)
-        target = self.size * scale_z
-        penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
-        pscore = penalty * score
-        if use_window:
-            pscore = pscore * (1 - cfg.window_influence) + window * cfg.window_influence
-        pscore = np.where(cascade.keep.cpu().numpy(), pscore, -1.0)
-        return Proposals(score, boxes_np, penalty, pscore)
+        boxes = torch.nan_to_num(cascade.boxes, nan=0.0, posinf=0.0, neginf=0.0).double().cpu().numpy()
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], 1.0)
+        return score, boxes, cascade.keep.cpu().numpy()
 
 
 @register_tracker("c_rpn", CRPNConfig,

@@ -187,23 +187,28 @@ class SiamRPNTracker(SiameseTracker):
         out = self.model.search(self.features, x.to(self.dtype), return_features=return_features)
         return out, cfg.exemplar_size / s_z
 
-    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True
-                  ) -> Proposals:
-        """Decode, penalise and window every anchor of the network output."""
-        cfg = self.config
-        anchors, window = self._geometry[self.instance_size]
+    def decode(self, out: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-anchor ``(score, boxes cxcywh in the search crop, valid)`` of the network output."""
+        anchors, _ = self._geometry[self.instance_size]
         score = torch.nan_to_num(foreground_probability(out["cls"].float())[0], nan=0.0)
         boxes = decode_deltas(flatten_loc(out["loc"].float())[0], anchors, MAX_LOG_SCALE)
         boxes = torch.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
         boxes[:, 2:] = torch.maximum(boxes[:, 2:], anchors[:, 2:] / math.exp(MAX_LOG_SCALE))
-        score_np = score.double().cpu().numpy()
-        boxes_np = boxes.double().cpu().numpy()
+        valid = np.ones(score.shape[0], dtype=bool)
+        return score.double().cpu().numpy(), boxes.double().cpu().numpy(), valid
+
+    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True
+                  ) -> Proposals:
+        """Decode, penalise and window every anchor of the network output (invalid ones: -1)."""
+        cfg = self.config
+        _, window = self._geometry[self.instance_size]
+        score_np, boxes_np, valid = self.decode(out)
         target = self.size * scale_z
         penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
         pscore = penalty * score_np
         if use_window:
             pscore = pscore * (1 - cfg.window_influence) + window * cfg.window_influence
-        return Proposals(score_np, boxes_np, penalty, pscore)
+        return Proposals(score_np, boxes_np, penalty, np.where(valid, pscore, -1.0))
 
     def update_state(self, props: Proposals, best: int, scale_z: float,
                      frame_shape: tuple[int, ...]) -> tuple[float, float, float, float]:
