@@ -351,6 +351,10 @@ def play(tracker, player, client, box, recorder: Recorder) -> int:
     engine = tracker.runtime.engine
     if not engine.wait_idle(300.0) or engine.tracker is None:
         print(f"siam-demo: {engine.load_error or 'model did not load'}", file=sys.stderr)
+        if "no trained default weights" in (engine.load_error or ""):
+            print("siam-demo: pass --weights FILE, e.g. NanoTrack's official nanotrackv2.pth "
+                  "(../shared/data/weights/nanotrack/pretrained/ on the development machines)",
+                  file=sys.stderr)
         return 2
     print(f"model ready: {engine.loaded.describe()} on {engine.tracker.device}", flush=True)
     ready = wait_until(lambda: player.publisher.get_subscription_count() > 0

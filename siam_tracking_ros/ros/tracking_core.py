@@ -386,9 +386,8 @@ class FrameBuffer:
 # --- statistics -------------------------------------------------------------------------------
 @dataclass
 class RateStats:
-    """Rolling fps and latency percentiles over the last ``window`` processed frames."""
+    """Rolling fps and latency percentiles over the last 120 processed frames."""
 
-    window: int = 120
     _times: deque = field(default_factory=lambda: deque(maxlen=120))
     _latency: deque = field(default_factory=lambda: deque(maxlen=120))
     _processing: deque = field(default_factory=lambda: deque(maxlen=120))
@@ -400,16 +399,20 @@ class RateStats:
         self._latency.append(latency_ms)
         self._processing.append(processing_ms)
 
+    # readers run on other threads than add(): work on snapshots (tuple() copies under the GIL)
     def fps(self) -> float:
-        if len(self._times) < 2 or self._times[-1] <= self._times[0]:
+        times = tuple(self._times)
+        if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
-        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+        return (len(times) - 1) / (times[-1] - times[0])
 
     def latency(self, q: float) -> float:
-        return float(np.percentile(self._latency, q)) if self._latency else float("nan")
+        values = tuple(self._latency)
+        return float(np.percentile(values, q)) if values else float("nan")
 
     def processing(self, q: float) -> float:
-        return float(np.percentile(self._processing, q)) if self._processing else float("nan")
+        values = tuple(self._processing)
+        return float(np.percentile(values, q)) if values else float("nan")
 
 
 def config_values(config: Any) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 Usage::
 
     video_publisher SOURCE [--rate HZ] [--loop] [--frame-id camera] [--topic image]
-                    [--reliability best_effort|reliable] [--start N] [--max-frames N] [--ros-args ...]
+                    [--reliability best_effort|reliable] [--start N] [--max-frames N]
+                    [--wait-subscribers N] [--ros-args ...]
 
-``SOURCE`` is a video file, a folder of images (a sequence folder with ``img/`` works too) or a
-camera (``0``, ``/dev/video0``). Every option is also a ROS parameter of the node (``source``,
-``rate``, ``loop``, ``frame_id``, ``reliability``, ``start_frame``, ``max_frames``); the topic is
-``image``, remappable. Frames are stamped with the node clock when published.
+``SOURCE`` is a video file, a folder of images (a sequence folder with ``img/`` or ``color/``
+works too) or a camera (``0``, ``/dev/video0``). Every option is also a ROS parameter of the node
+(``source``, ``rate``, ``loop``, ``frame_id``, ``reliability``, ``start_frame``, ``max_frames``,
+``wait_subscribers``); the topic is ``image``, remappable. Frames are stamped with the node clock
+when published.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class FrameSource:
         self.is_camera = source.isdigit() or source.startswith("/dev/video")
         path = Path(source).expanduser()
         if not self.is_camera and path.is_dir():
-            folder = path / "img" if (path / "img").is_dir() else path
+            folder = next((path / sub for sub in ("img", "color") if (path / sub).is_dir()), path)
             self._images = list_images(folder)
             if not self._images:
                 raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
@@ -109,6 +111,8 @@ class VideoPublisher(Node):
         reliability = declare("reliability", "reliable", "QoS reliability: reliable or best_effort.")
         start = declare("start_frame", 0, "First frame index to publish.")
         self.max_frames = declare("max_frames", 0, "Stop after this many frames (0 = no limit).")
+        self.wait_subscribers = declare("wait_subscribers", 0, "Start only once this many subscribers "
+                                        "are connected (0 = start at once).")
         if reliability not in ("reliable", "best_effort"):
             raise ValueError(f"reliability must be reliable or best_effort, got '{reliability}'")
         if not self.source_path:
@@ -137,6 +141,8 @@ class VideoPublisher(Node):
             self._timer = self.create_timer(self.period, self._tick)
 
     def _tick(self) -> None:
+        if self.published == 0 and self.publisher.get_subscription_count() < self.wait_subscribers:
+            return
         done = self.finished.is_set() or self.publish_next() is None
         if done and self._timer is not None:
             self._timer.cancel()
@@ -183,6 +189,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--reliability", choices=["reliable", "best_effort"])
     parser.add_argument("--start", type=int, help="first frame index")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--wait-subscribers", type=int, help="start once this many subscribers are connected")
     args = parser.parse_args(remove_ros_args(list(argv))[1:])
     return args, list(argv)
 
@@ -191,7 +198,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[Parameter]:
     """CLI options as parameter overrides (options not given keep the ROS parameter values)."""
     pairs = {"source": args.source, "rate": args.rate, "loop": args.loop or None,
              "frame_id": args.frame_id, "reliability": args.reliability, "start_frame": args.start,
-             "max_frames": args.max_frames}
+             "max_frames": args.max_frames, "wait_subscribers": args.wait_subscribers}
     return [Parameter(name, value=value) for name, value in pairs.items() if value is not None]
 
 

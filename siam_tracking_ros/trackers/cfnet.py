@@ -101,7 +101,7 @@ class CFNetTracker(ContextTemplateTracker):
         """``filter <- (1 - lr) filter + lr * CF(template crop at the current state)``."""
         assert self._kernel is not None
         rate = self.config.template_lr
-        fresh = self.model.template(self.context_crop(self.upload(frame)))
+        fresh = self.model.template(self.template_crop(self.upload(frame)))
         self._kernel.mul_(1.0 - rate).add_(fresh, alpha=rate)
 
 

@@ -6,10 +6,9 @@ template is taken from a search-sized context crop (CFNet, SA-Siam).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from siam_tracking_ros.core.geometry import context_size, crop_subwindow, frame_mean
+from siam_tracking_ros.core.geometry import crop_subwindow
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, siamfc_alexnet
 from siam_tracking_ros.trackers.siamfc import SiamFCTracker
 
@@ -71,18 +70,7 @@ class ContextTemplateTracker(SiamFCTracker):
     method learns from the context (CFNet's correlation filter, SA-Siam's channel attention).
     """
 
-    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
-        cfg = self.config
-        x, y, w, h = box
-        self.center = np.array([x + w / 2, y + h / 2])
-        self.target_sz = np.array([w, h])
-        self.z_sz = context_size(w, h, cfg.context_amount)
-        self.x_sz = self.z_sz * cfg.instance_size / cfg.exemplar_size
-        image = self.upload(frame)
-        self.avg_color = frame_mean(image).clone()
-        self._kernel = self.model.template(self.context_crop(image))
-
-    def context_crop(self, image: torch.Tensor) -> torch.Tensor:
+    def template_crop(self, image: torch.Tensor) -> torch.Tensor:
         """The search-sized template crop ``(1, 3, instance_size, instance_size)`` of ``image``."""
         crop = crop_subwindow(image, self.center, self.x_sz, self.config.instance_size, self.avg_color)
         return crop.to(self.dtype)

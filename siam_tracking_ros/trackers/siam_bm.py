@@ -169,6 +169,8 @@ class SiamBMTracker(SiamFCTracker):
         self._deltas = torch.tensor([a for _, a in self.candidates], dtype=torch.float32, device=self.device)
         self._masks: dict[tuple[int, int] | None, torch.Tensor] = {}
         self._template: torch.Tensor | None = None
+        self._exemplar_side = torch.zeros(1, device=self.device)
+        self._exemplar_angle = torch.zeros(1, device=self.device)
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         super()._init(frame, box)
@@ -187,16 +189,11 @@ class SiamBMTracker(SiamFCTracker):
             self._masks[band] = band_mask(size, band).to(self.device, self._template.dtype)
         torch.mul(self._template, self._masks[band], out=self._kernel)
 
-    def responses(self, frame: np.ndarray) -> torch.Tensor:
-        """Raw upsampled responses ``(M + N - 1, U, U)`` of the scale/angle candidates."""
-        cfg = self.config
+    def search_crops(self, image: torch.Tensor) -> torch.Tensor:
+        """Rotated search crops of the ``M + N - 1`` scale/angle candidates."""
         sides = self._factors * float(self.x_sz)
         angles = self._deltas + float(self.angle)
-        x = rotated_crops(self.upload(frame), self.center, sides, angles, cfg.instance_size, self.avg_color)
-        score = self.model.search(self._kernel, x.to(self.dtype))["score"].float()
-        up = F.interpolate(score, size=(cfg.upscale_size, cfg.upscale_size), mode="bicubic",
-                           align_corners=False)
-        return up[:, 0]
+        return rotated_crops(image, self.center, sides, angles, self.config.instance_size, self.avg_color)
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         cfg = self.config
@@ -220,17 +217,18 @@ class SiamBMTracker(SiamFCTracker):
         else:
             self.refresh_kernel()
         polygon = rotated_box_polygon(cx, cy, w, h, self.angle)
-        score = 1.0 / (1.0 + math.exp(-(peak - cfg.score_bias) / cfg.score_temperature))
-        return TrackResult(polygon_box_in_frame(polygon, frame.shape), score, polygon=polygon,
+        return TrackResult(polygon_box_in_frame(polygon, frame.shape), self.presence_score(peak),
+                           polygon=polygon,
                            extra={"raw_score": peak, "scale": factor, "angle": self.angle})
 
     def update_template(self, frame: np.ndarray) -> None:
         """``template <- (1 - lr) template + lr * features(rotated exemplar crop)``, then re-mask."""
         assert self._template is not None
         cfg = self.config
-        side = torch.tensor([float(self.z_sz)], device=self.device)
-        angle = torch.tensor([float(self.angle)], device=self.device)
-        z = rotated_crops(self.upload(frame), self.center, side, angle, cfg.exemplar_size, self.avg_color)
+        self._exemplar_side.fill_(float(self.z_sz))
+        self._exemplar_angle.fill_(float(self.angle))
+        z = rotated_crops(self.upload(frame), self.center, self._exemplar_side, self._exemplar_angle,
+                          cfg.exemplar_size, self.avg_color)
         fresh = self.model.template(z.to(self.dtype))
         self._template.mul_(1.0 - cfg.template_lr).add_(fresh, alpha=cfg.template_lr)
         self.refresh_kernel()

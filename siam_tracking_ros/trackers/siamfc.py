@@ -173,15 +173,23 @@ class SiamFCTracker(SiameseTracker):
         self.x_sz = self.z_sz * cfg.instance_size / cfg.exemplar_size
         image = self.upload(frame)
         self.avg_color = frame_mean(image).clone()
+        self._kernel = self.model.template(self.template_crop(image))
+
+    def template_crop(self, image: torch.Tensor) -> torch.Tensor:
+        """The exemplar crop ``(1, 3, exemplar_size, exemplar_size)`` of the uploaded frame."""
+        cfg = self.config
         z = crop_subwindow(image, self.center, self.z_sz, cfg.exemplar_size, self.avg_color)
-        self._kernel = self.model.template(z.to(self.dtype))
+        return z.to(self.dtype)
+
+    def search_crops(self, image: torch.Tensor) -> torch.Tensor:
+        """One search crop per scale candidate, ``(scale_num, 3, instance_size, instance_size)``."""
+        sizes = [self.x_sz * f for f in self.scale_factors]
+        return crop_multiscale(image, self.center, sizes, self.config.instance_size, self.avg_color)
 
     def responses(self, frame: np.ndarray) -> torch.Tensor:
-        """Raw upsampled responses ``(scale_num, U, U)`` (float32) for the current state."""
+        """Raw upsampled responses ``(candidates, U, U)`` (float32) for the current state."""
         cfg = self.config
-        image = self.upload(frame)
-        sizes = [self.x_sz * f for f in self.scale_factors]
-        x = crop_multiscale(image, self.center, sizes, cfg.instance_size, self.avg_color)
+        x = self.search_crops(self.upload(frame))
         score = self.model.search(self._kernel, x.to(self.dtype))["score"].float()
         up = F.interpolate(score, size=(cfg.upscale_size, cfg.upscale_size), mode="bicubic",
                            align_corners=False)

@@ -50,8 +50,10 @@ class ScheduleConfig:
     #: parameters whose name starts with this prefix get ``backbone_lr_mult`` x the lr
     backbone_prefix: str = "backbone"
     backbone_lr_mult: float = 0.1
-    #: backbone frozen for this many epochs
+    #: backbone frozen (lr 0) for this many epochs
     freeze_backbone_epochs: int = 0
+    #: parameters whose name starts with one of these are never trained (no gradients computed)
+    frozen: list[str] = field(default_factory=list)
     grad_clip: float = 10.0
     #: auto: fp16 autocast + GradScaler on CUDA, off on CPU
     amp: str = "auto"

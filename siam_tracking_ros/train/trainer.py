@@ -146,6 +146,7 @@ class Trainer:
         self.objective: Objective = make_objective(self.model.head_kind, self.geometry, **config.objective)
         self._sync_pair_geometry()
         self._train_mode()
+        self._freeze(config.schedule.frozen)
         self.net = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.amp_dtype, self.scaler = self._amp()
@@ -171,6 +172,11 @@ class Trainer:
         pairs.instance_size = self.geometry.instance_size
         pairs.context = float(getattr(self.tracker_config, "context_amount", pairs.context))
 
+    def _freeze(self, prefixes: list[str]) -> None:
+        for name, param in self.model.named_parameters():
+            if any(name.startswith(prefix) for prefix in prefixes):
+                param.requires_grad_(False)
+
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.world <= 1:
             return model
@@ -183,7 +189,8 @@ class Trainer:
         sched = self.config.schedule
         backbone, rest = [], []
         for name, param in self.model.named_parameters():
-            (backbone if name.startswith(sched.backbone_prefix) else rest).append(param)
+            if param.requires_grad:
+                (backbone if name.startswith(sched.backbone_prefix) else rest).append(param)
         groups = [{"params": rest, "lr_mult": 1.0}]
         if backbone:
             groups.append({"params": backbone, "lr_mult": sched.backbone_lr_mult, "backbone": True})
@@ -241,7 +248,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.schedule.grad_clip)
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        nn.utils.clip_grad_norm_(trained, self.config.schedule.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -59,7 +59,8 @@ class Probe(Node):
         self.masks: list = []
         self.diagnostics: list = []
         self._lock = threading.Lock()
-        self.create_subscription(TrackedObject, f"{target}/tracked_object", self._keep(self.objects), 100)
+        self.objects_sub = self.create_subscription(TrackedObject, f"{target}/tracked_object",
+                                                    self._keep(self.objects), 100)
         self.create_subscription(Image, f"{target}/mask", self._keep(self.masks), 100)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diagnostics), 10)
         self.init_client = self.create_client(InitTarget, f"{target}/init_target")
@@ -127,6 +128,8 @@ class Probe(Node):
     def wait_subscribers(self, timeout: float = 20.0) -> None:
         assert wait_for(lambda: self.image_pub.get_subscription_count() > 0, timeout), \
             "the node never subscribed to the image topic"
+        assert wait_for(lambda: self.objects_sub.get_publisher_count() > 0, timeout), \
+            "the node's tracked_object publisher was never discovered"
 
     def send_and_wait(self, frame: np.ndarray, index: int, timeout: float = 20.0):
         """Publish frame ``index`` and wait for its TrackedObject (lock-step: nothing dropped)."""

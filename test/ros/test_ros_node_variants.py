@@ -108,6 +108,7 @@ def test_compressed_transport(make_node, nanotrack_weights, crossing) -> None:
                                              Parameter("image_transport", value="compressed")])
     publisher = probe.create_publisher(CompressedImage, "/image/compressed", 10)
     assert wait_for(lambda: publisher.get_subscription_count() > 0)
+    assert wait_for(lambda: probe.objects_sub.get_publisher_count() > 0)
     assert node.runtime.engine.wait_idle(60.0)
 
     def send(index: int) -> TrackedObject:

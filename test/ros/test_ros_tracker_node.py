@@ -300,3 +300,46 @@ def test_switch_tracker_in_init_target_fails_cleanly_without_weights(setup) -> N
     assert node.runtime.engine.loaded.tracker == "nanotrack"
     answer = probe.init_target(boxes[0])
     assert answer.success, answer.message
+
+
+def test_debug_image_only_while_subscribed(setup) -> None:
+    from sensor_msgs.msg import Image
+
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    assert node.runtime.pub_debug.get_subscription_count() == 0
+    images: list = []
+    subscription = probe.create_subscription(Image, f"/{NODE_NAME}/debug_image", images.append, 10)
+    assert wait_for(lambda: node.runtime.pub_debug.get_subscription_count() > 0)
+    msg = probe.send_and_wait(frames[1], 1)
+    assert wait_for(lambda: any(i.header.stamp == msg.header.stamp for i in images), 10.0)
+    image = next(i for i in images if i.header.stamp == msg.header.stamp)
+    assert (image.encoding, image.width, image.height) == ("bgr8", 360, 240)
+    probe.destroy_subscription(subscription)
+
+
+def test_runtime_variant_switch_redeclares_params_and_keeps_the_target(setup) -> None:
+    node, probe, frames, boxes = setup
+    start_tracking(probe, frames, boxes)
+    for index in range(1, 4):
+        probe.send_and_wait(frames[index], index)
+    weights = node.get_parameter("weights").value
+    client = AsyncParameterClient(probe, NODE_NAME)
+    assert client.wait_for_services(timeout_sec=20.0)
+
+    def switch(tracker: str, path: str, own: str, other: str) -> None:
+        future = client.set_parameters_atomically([Parameter("tracker", value=tracker),
+                                                   Parameter("weights", value=path)])
+        assert wait_for(future.done, 30.0) and future.result().result.successful
+        assert node.runtime.engine.wait_idle(120.0)
+        assert wait_for(lambda: node.has_parameter(f"tracker_params.{own}"), 10.0)
+        assert not node.has_parameter(f"tracker_params.{other}")
+
+    switch("siamfc", "random", "scale_step", "version")  # untrained: plumbing checked, not the box
+    assert node.runtime.engine.loaded.tracker == "siamfc"
+    msg = probe.send_and_wait(frames[4], 4)
+    assert msg.tracker == "siamfc" and msg.state != TrackedObject.IDLE  # re-initialised from the last box
+
+    switch("nanotrack", weights, "version", "scale_step")
+    msg = probe.send_and_wait(frames[5], 5)
+    assert msg.tracker == "nanotrack" and msg.state == TrackedObject.TRACKING

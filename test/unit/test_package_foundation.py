@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXECUTABLES = ["tracker_node", "video_publisher", "siam-demo", "siam-train", "siam-eval", "siam-bench",
+EXECUTABLES = ["tracker_node", "tracker_lifecycle_node", "video_publisher", "siam-demo", "siam-train", "siam-eval", "siam-bench",
                "siam-convert"]
 
 

@@ -68,6 +68,20 @@ def test_cfnet_trains_end_to_end() -> None:
     assert float(net.backbone.conv1[0].weight.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize(("dx", "dy"), [(9, -6), (-12, 5)])
+def test_cfnet_random_features_follow_a_translation(dx: int, dy: int, crossing: Sequence) -> None:
+    # the CF is discriminative even on random conv features: the whole geometry (context crop,
+    # filter alignment and crop, response -> image mapping) must put the peak on the shifted target
+    torch.manual_seed(0)
+    tracker = build_tracker("cfnet", weights="random", device="cpu", cf_layer="conv2", scale_num=1,
+                            window_influence=0.0)
+    frame, box = crossing.frame(0), crossing.boxes[0]
+    tracker.init(frame, box)
+    x, y, w, h = tracker.track(np.roll(frame, (dy, dx), axis=(0, 1))).box
+    moved = np.array([x + w / 2 - (box[0] + box[2] / 2), y + h / 2 - (box[1] + box[3] / 2)])
+    np.testing.assert_allclose(moved, [dx, dy], atol=1.0)
+
+
 @pytest.mark.parametrize("rate", [0.01, 0.0])
 def test_cfnet_online_template_update(rate: float, crossing: Sequence) -> None:
     tracker = _build("cfnet", template_lr=rate, scale_num=1)
@@ -81,7 +95,7 @@ def test_cfnet_online_template_update(rate: float, crossing: Sequence) -> None:
         assert torch.equal(tracker._kernel, before)
         return
     with torch.inference_mode():
-        fresh = tracker.model.template(tracker.context_crop(tracker.upload(frame)))
+        fresh = tracker.model.template(tracker.template_crop(tracker.upload(frame)))
     torch.testing.assert_close(tracker._kernel, (1 - rate) * before + rate * fresh)
     assert shapes[0] == 10  # 159-pixel context crop -> 10x10 conv5 map, cropped to 6x6
     assert tracker._kernel.shape[-1] == 6

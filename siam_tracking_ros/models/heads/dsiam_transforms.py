@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 
-def solve_transform(source: torch.Tensor, target: torch.Tensor, lam: float) -> torch.Tensor:
+def solve_transform(source: torch.Tensor, target: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
     """Fourier-domain transform ``T̂ (B, C, H, W//2+1)`` with ``T ⊛ source ≈ target``, per channel."""
     if source.dtype not in (torch.float32, torch.float64):
         source, target = source.float(), target.float()
@@ -27,11 +27,11 @@ def solve_transform(source: torch.Tensor, target: torch.Tensor, lam: float) -> t
     return s_hat.conj() * t_hat / (power + lam)
 
 
-def relative_lambda(source: torch.Tensor, lam: float) -> float:
+def relative_lambda(source: torch.Tensor, lam: float) -> torch.Tensor:
     """``λ`` scaled by the mean spectral power of ``source`` (``H W`` times its mean square, Parseval),
-    so that the regulariser does not depend on the feature magnitude."""
+    so that the regulariser does not depend on the feature magnitude. A 0-d tensor (no host sync)."""
     height, width = source.shape[-2:]
-    return float(lam * height * width * source.float().pow(2).mean().clamp_min(1e-12))
+    return lam * height * width * source.float().pow(2).mean().clamp_min(1e-12)
 
 
 def apply_transform(transform_hat: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:

@@ -166,7 +166,7 @@ def geometry_from(config: Any, model: nn.Module | None = None, device: torch.dev
     }
     if model is not None:
         shapes = probe_outputs(model, values["exemplar_size"], values["instance_size"], device)
-        first = next(iter(shapes.values()))
-        values["score_size"] = int(first[-1])
+        key = next((k for k in ("score", "cls") if k in shapes), next(iter(shapes)))
+        values["score_size"] = int(shapes[key][-1])
     values.update(overrides)
     return HeadGeometry(**values)

@@ -1,0 +1,117 @@
+"""ROS-free parts of the node: newest-frame slot, frame buffer, state machine, reloads, parameters."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from rclpy.parameter import Parameter
+
+from siam_tracking_ros.ros import params as P
+from siam_tracking_ros.ros.tracking_core import (
+    FrameBuffer,
+    LatestSlot,
+    LostPolicy,
+    ModelRequest,
+    TargetState,
+    TrackingEngine,
+)
+
+
+def test_latest_slot_keeps_only_the_newest() -> None:
+    slot = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True and slot.put(3) is True
+    assert slot.dropped == 2
+    assert slot.take(0.01) == 3
+    assert slot.take(0.01) is None
+
+
+def test_latest_slot_wakes_a_waiting_consumer() -> None:
+    slot = LatestSlot()
+    got: list = []
+    consumer = threading.Thread(target=lambda: got.append(slot.take(5.0)))
+    consumer.start()
+    slot.put("frame")
+    consumer.join(5.0)
+    assert got == ["frame"]
+
+
+def test_frame_buffer_is_bounded_and_finds_stamps() -> None:
+    buffer = FrameBuffer(3)
+    for stamp in (10, 20, 30, 40):
+        buffer.push(stamp, f"f{stamp}")
+    assert buffer.find(10) is None and buffer.find(30) == "f30"
+    assert buffer.newest() == (40, "f40") and buffer.stamp_range() == (20, 40)
+
+
+def test_tracker_params_follow_the_config_dataclass() -> None:
+    from siam_tracking_ros.trackers import make_config
+
+    config = make_config("nanotrack")
+    declared = {p.field: p.value for p in P.tracker_params(config)}
+    assert declared["version"] == "v2" and declared["context_amount"] == 0.5
+    assert declared["penalty_k"] == Parameter.Type.DOUBLE  # optional, unset: typed, no value
+    assert P.overrides_from({"penalty_k": None, "context_amount": 0.5, "min_size": 12}, config) == (
+        ("min_size", 12.0),)
+
+
+def test_node_param_validation_reasons() -> None:
+    assert "must be in" in P.validate_node_param("score_threshold", 2.0)
+    assert "unknown tracker" in P.validate_node_param("tracker", "nope")
+    assert "not found" in P.validate_node_param("weights", "/no/file.pth")
+    assert P.validate_node_param("weights", "random") is None
+    assert "auto, cpu, cuda" in P.validate_node_param("device", "gpu0")
+    assert P.validate_node_param("device", "cpu") is None
+
+
+@pytest.fixture(scope="module")
+def frames(crossing):
+    return [crossing.frame(i) for i in range(8)], crossing.boxes
+
+
+def test_lost_state_switches_global_search_and_back(frames) -> None:
+    """SiamRPN++ (AlexNet backbone, untrained) offers enable_global_search: used only while LOST."""
+    images, boxes = frames
+    engine = TrackingEngine(LostPolicy(score_threshold=1.01, lost_frames=2))
+    small = (("backbone", "alexnet"), ("lost_instance_size", 351))  # keeps the global search cheap
+    ok, message = engine.load_now(ModelRequest("siamrpnpp", "random", "cpu", overrides=small))
+    assert ok, message
+    assert engine.init(images[0], boxes[0])[0]
+    states = [engine.step(images[i]).state for i in (1, 2, 3)]
+    assert states == [TargetState.TRACKING, TargetState.LOST, TargetState.LOST]
+    assert engine.tracker.long_term is True
+    engine.policy.score_threshold = -1.0  # every score counts as seen
+    outcome = engine.step(images[4])
+    assert outcome.state == TargetState.TRACKING and outcome.frames_since_seen == 0
+    assert engine.tracker.long_term is False  # back to the configured mode
+
+
+def test_failed_reload_keeps_the_model_and_reset_clears(frames, tmp_path) -> None:
+    images, boxes = frames
+    engine = TrackingEngine()
+    assert engine.load_now(ModelRequest("siamfc", "random", "cpu"))[0]
+    running = engine.tracker
+    assert engine.init(images[0], boxes[0])[0]
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"\x00" * 64)
+    ok, reason = engine.load_now(ModelRequest("siamfc", str(broken), "cpu"))
+    assert not ok and "refused to load" in reason and engine.tracker is running
+    assert engine.step(images[1]).state == TargetState.TRACKING
+    assert engine.reset()[0] and engine.step(images[2]).state == TargetState.IDLE
+    ok, reason = engine.init(images[0], (float("nan"), 1, 2, 3))
+    assert not ok and reason.startswith("invalid box")
+
+
+def test_background_reload_reinitialises_from_last_box(frames) -> None:
+    images, boxes = frames
+    engine = TrackingEngine()
+    assert engine.load_now(ModelRequest("siamfc", "random", "cpu"))[0]
+    assert engine.init(images[0], boxes[0])[0]
+    engine.step(images[1])
+    done: list = []
+    engine.request_model(ModelRequest("siamfc", "random", "cpu", overrides=(("scale_num", 5),)),
+                         lambda: images[2], lambda ok, message: done.append(ok))
+    assert engine.wait_idle(60.0) and done == [True]
+    assert engine.tracker.config.scale_num == 5
+    assert engine.state == TargetState.TRACKING and engine.frame_count == 0
