@@ -132,6 +132,11 @@ def detect_version(state: Mapping[str, torch.Tensor]) -> str:
     return found[0]
 
 
+def detect_nanotrack_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Architecture options an official checkpoint needs: ``{"version": "v1"|"v2"|"v3"}``."""
+    return {"version": detect_version(state)}
+
+
 def import_official_nanotrack(state: Mapping[str, torch.Tensor], config: Any = None
                               ) -> dict[str, torch.Tensor]:
     """Map an official NanoTrack state dict (``backbone.*``, ``ban_head.*``) to ours.
@@ -158,8 +163,8 @@ class NanoTracker(SiameseTracker):
     OpenCV's ``TrackerNano`` instead: its crop (see :meth:`_crop`; border = mean of the current
     frame), RGB network input, integer crop sides, search side ``2 * s_z`` (integer
     ``255 // 127``), context from ``int(w + h)``, the scale penalty measured against the target
-    *centre* (as OpenCV does), a square-rooted Hann window, its hard-coded hyper-parameters and
-    integer output boxes.
+    *centre* (as OpenCV does), a square-rooted Hann window, its hard-coded hyper-parameters,
+    float32 state arithmetic and integer output boxes.
     """
 
     def __init__(self, model: NanoTrackNet, config: NanoTrackConfig, device: torch.device) -> None:
@@ -171,14 +176,17 @@ class NanoTracker(SiameseTracker):
         self.penalty_k = _pick(config.penalty_k, defaults[1])
         self.lr = _pick(config.lr, defaults[2])
         self.score_size = spec.score_size
-        window = cosine_window(self.score_size).astype(np.float64)
+        # OpenCV keeps its state and maps in float32 and its points in crop pixels (origin 127)
+        self.state_dtype = np.float32 if config.opencv_compat else np.float64
+        self.origin = config.instance_size // 2 if config.opencv_compat else 0
+        window = cosine_window(self.score_size).astype(self.state_dtype)
         # cv2.createHanningWindow returns the square root of the outer product
         self.window = (np.sqrt(window) if config.opencv_compat else window).ravel()
-        offsets = (np.arange(self.score_size) - self.score_size // 2) * config.stride
+        offsets = (np.arange(self.score_size) - self.score_size // 2) * config.stride + self.origin
         grid_x, grid_y = np.meshgrid(offsets, offsets)
-        self.points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float64)  # (2, S*S)
-        self.center = np.zeros(2)
-        self.size = np.zeros(2)
+        self.points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(self.state_dtype)  # (2, S*S)
+        self.center = np.zeros(2, self.state_dtype)
+        self.size = np.zeros(2, self.state_dtype)
         self.pad_value: torch.Tensor | None = None
         self._crop_buffers: dict[int, torch.Tensor] = {}
         self.features: TemplateFeatures | None = None
@@ -211,13 +219,13 @@ class NanoTracker(SiameseTracker):
         buffer[0].copy_(chw)
         return buffer
 
-    def _search_geometry(self) -> tuple[float, float]:
+    def _search_geometry(self) -> tuple[float, np.floating | float]:
         """``(side of the search crop in source pixels, scale_z = exemplar / s_z)``."""
         cfg = self.config
         w, h = self.size
         if cfg.opencv_compat:
             total = float(int(w + h))
-            s_z = float(np.sqrt((w + cfg.context_amount * total) * (h + cfg.context_amount * total)))
+            s_z = np.sqrt((w + cfg.context_amount * total) * (h + cfg.context_amount * total))
             side = float(int(s_z * (cfg.instance_size // cfg.exemplar_size)))
         else:
             s_z = context_size(w, h, cfg.context_amount)
@@ -235,8 +243,8 @@ class NanoTracker(SiameseTracker):
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         x, y, w, h = box
-        self.center = np.array([x + w / 2.0, y + h / 2.0])
-        self.size = np.array([w, h])
+        self.center = np.array([x + w / 2.0, y + h / 2.0], self.state_dtype)
+        self.size = np.array([w, h], self.state_dtype)
         self.pad_value = None
         side = context_size(w, h, self.config.context_amount)
         if self.config.opencv_compat:
@@ -254,23 +262,26 @@ class NanoTracker(SiameseTracker):
         pscore = penalty * score * (1 - self.window_influence) + self.window * self.window_influence
         best = int(np.argmax(pscore))
         lr = penalty[best] * score[best] * self.lr
-        cx, cy = self.center + boxes[:2, best] / scale_z
-        w, h = self.size * (1 - lr) + boxes[2:, best] / scale_z * lr
+        cx, cy = self.center + (boxes[:2, best] - self.origin) / scale_z
+        size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size  # OpenCV's round trip
+        w, h = size * (1 - lr) + boxes[2:, best] / scale_z * lr
         cx, cy, w, h = clip_box_xywh(cx, cy, w, h, frame.shape, cfg.min_size)
-        self.center = np.array([cx, cy])
-        self.size = np.array([w, h])
+        self.center = np.array([cx, cy], self.state_dtype)
+        self.size = np.array([w, h], self.state_dtype)
+        cx, cy, w, h = (*self.center, *self.size)
         box = (cx - w / 2, cy - h / 2, w, h)
         if cfg.opencv_compat:
             box = tuple(float(int(v)) for v in box)
+        box = tuple(float(v) for v in box)
         return TrackResult(box, float(score[best]),
                            extra={"pscore": float(pscore[best]), "scale_z": scale_z})
 
     @staticmethod
     def _read_outputs(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        """Foreground probability ``(N,)`` and ltrb distances ``(4, N)`` as float64 numpy."""
+        """Foreground probability ``(N,)`` and ltrb distances ``(4, N)`` as float32 numpy."""
         prob = torch.softmax(out["cls"][0].float(), dim=0)[1].flatten()
         packed = torch.cat([prob[None], out["loc"][0].float().flatten(1)]).cpu().numpy()
-        return packed[0].astype(np.float64), packed[1:].astype(np.float64)
+        return packed[0], packed[1:]
 
     def _decode(self, ltrb: np.ndarray) -> np.ndarray:
         """Corner distances around the points -> ``(cx, cy, w, h)`` rows, crop pixels."""
@@ -303,7 +314,7 @@ def _pick(value: float | None, default: float) -> float:
 
 @register_tracker("nanotrack", NanoTrackConfig,
                   description="NanoTrack v1/v2/v3 (MobileNetV3-small + BAN head); loads official .pth",
-                  importer=import_official_nanotrack)
+                  importer=import_official_nanotrack, detect_options=detect_nanotrack_options)
 def build_nanotrack(config: NanoTrackConfig, device: torch.device) -> NanoTracker:
     """Build the tracker for ``config.version`` (weights are loaded by the registry)."""
     return NanoTracker(NanoTrackNet(config.version), config, device)

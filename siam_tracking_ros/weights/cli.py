@@ -1,8 +1,10 @@
 """``siam-convert``: official checkpoint -> project ``.safetensors`` (weights + config).
 
-    siam-convert --tracker nanotrack nanotrackv3.pth nanotrack_v3.safetensors --option version=v3
+    siam-convert --tracker nanotrack nanotrackv3.pth nanotrack_v3.safetensors --half
 
-The variant's importer maps the checkpoint's names, the network is built from the config to
+Architecture options the variant can read off the checkpoint (``detect_options``, e.g. the
+NanoTrack version) are filled in first, then ``--option`` overrides; the variant's importer
+maps the checkpoint's names, the network is built from the resulting config to
 check that every tensor fits (strict loading), and the file is written with
 :func:`~siam_tracking_ros.weights.io.save_weights` so ``build_tracker(name, weights=OUTPUT)``
 restores the same network and settings.
@@ -12,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from siam_tracking_ros.trackers.registry import get_spec, make_config
+from siam_tracking_ros.trackers.registry import TrackerSpec, get_spec, make_config
 from siam_tracking_ros.weights.io import (
     WeightsError,
     load_checkpoint_safely,
@@ -68,20 +70,29 @@ def convert(tracker: str, source: Path, output: Path, half: bool = False,
         state, stored = load_for_variant(spec, source)
         config = make_config(tracker, stored, **(options or {}))
     else:
-        config = make_config(tracker, **(options or {}))
-        state = _import_official(spec, source, config)
+        state, config = _import_official(spec, source, options or {})
     network = spec.builder(config, torch.device("cpu")).model
     load_state_into(network, state, tracker)
     return save_weights(output, network.state_dict(), tracker, config, half=half,
                         extra={"source": source.name})
 
 
-def _import_official(spec: Any, source: Path, config: Any) -> dict[str, torch.Tensor]:
+def _import_official(spec: TrackerSpec, source: Path, options: dict[str, Any]
+                     ) -> tuple[dict[str, torch.Tensor], Any]:
+    """State dict and config for an official checkpoint: detected options, then ``options``."""
     if spec.importer is None:
         raise WeightsError(f"'{spec.name}' has no importer for official checkpoints")
     raw = load_checkpoint_safely(source)
+    detect, importer = spec.detect_options, spec.importer
+    detected = _not_this_variant(spec, source, lambda: detect(raw) if detect else {})
+    config = make_config(spec.name, detected, **options)
+    return _not_this_variant(spec, source, lambda: importer(raw, config)), config
+
+
+def _not_this_variant(spec: TrackerSpec, source: Path, step: Callable[[], Any]) -> Any:
+    """Run ``step``; turn the importer's ``KeyError``/``ValueError`` into a :class:`WeightsError`."""
     try:
-        return spec.importer(raw, config)
+        return step()
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         raise WeightsError(f"'{source}' does not look like a '{spec.name}' checkpoint: {message}") from exc

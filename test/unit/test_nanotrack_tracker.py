@@ -66,12 +66,19 @@ def test_nanotrack_template_features_computed_once() -> None:
 @pytest.mark.parametrize(("version", "min_iou"), [("v1", 0.8), ("v2", 0.8), ("v3", 0.8)])
 def test_nanotrack_official_weights_track_easy_sequence(version: str, min_iou: float, easy_sequence: Sequence,
                                                         nanotrack_dir: Path) -> None:
-    tracker = build_tracker("nanotrack", weights=official(nanotrack_dir, version), device="cpu",
-                            version=version)
+    tracker = build_tracker("nanotrack", weights=official(nanotrack_dir, version), device="cpu")
     boxes, scores = track_boxes(tracker, easy_sequence, 20)
     ious = iou_xywh(boxes, easy_sequence.boxes[1:len(boxes) + 1])
     assert ious.mean() > min_iou, ious
     assert min(scores) > 0.9
+
+
+@pytest.mark.shared_data
+def test_nanotrack_version_is_detected_from_official_checkpoint(nanotrack_dir: Path) -> None:
+    for version in ("v1", "v3"):
+        tracker = build_tracker("nanotrack", weights=official(nanotrack_dir, version), device="cpu")
+        assert tracker.config.version == version
+        assert tracker.model.version == version
 
 
 @pytest.mark.shared_data
@@ -107,7 +114,7 @@ def test_nanotrack_round_trip_and_determinism(easy_sequence: Sequence, nanotrack
 
 @pytest.mark.shared_data
 def test_nanotrack_wrong_weights_give_clear_errors(nanotrack_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="do not fit the 'nanotrack' network"):
+    with pytest.raises(WeightsError, match="is NanoTrack v3 but version='v2' was asked for"):
         build_tracker("nanotrack", weights=official(nanotrack_dir, "v3"), device="cpu", version="v2")
     other = tmp_path / "other.safetensors"
     save_weights(other, {"w": torch.zeros(1)}, "siamfc", {})

@@ -55,11 +55,12 @@ def test_weights_cli_converts_official_v2(nanotrack_dir: Path, tmp_path: Path,
 @pytest.mark.shared_data
 def test_weights_cli_half_v3(nanotrack_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "nanotrack_v3_fp16.safetensors"
-    assert main(["--tracker", "nanotrack", str(official(nanotrack_dir, "v3")), str(out), "--half",
-                 "--option", "version=v3"]) == 0
-    tensors, _ = load_project_file(out)
+    assert main(["--tracker", "nanotrack", str(official(nanotrack_dir, "v3")), str(out), "--half"]) == 0
+    tensors, metadata = load_project_file(out)
+    assert json.loads(metadata["config"])["version"] == "v3"  # read off the checkpoint
     assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float16}
     half = build_tracker("nanotrack", weights=out, device="cpu")
+    assert half.config.version == "v3"
     full = build_tracker("nanotrack", weights=official(nanotrack_dir, "v3"), device="cpu", version="v3")
     np.testing.assert_allclose(outputs(half)["cls"].numpy(), outputs(full)["cls"].numpy(), atol=0.1)
 
@@ -67,8 +68,11 @@ def test_weights_cli_half_v3(nanotrack_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.shared_data
 def test_weights_cli_errors(nanotrack_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.safetensors"
-    assert main(["--tracker", "nanotrack", str(official(nanotrack_dir, "v3")), str(out)]) == 2
+    assert main(["--tracker", "nanotrack", str(official(nanotrack_dir, "v3")), str(out),
+                 "--option", "version=v2"]) == 2
     assert "NanoTrack v3 but version='v2'" in capsys.readouterr().err
+    assert main(["--tracker", "siamfc", str(official(nanotrack_dir, "v2")), str(out)]) == 2
+    assert "'siamfc'" in capsys.readouterr().err  # refused by (or missing) siamfc's importer
     assert main(["--tracker", "no_such", str(official(nanotrack_dir, "v2")), str(out)]) == 2
     assert "unknown tracker 'no_such'" in capsys.readouterr().err
     assert main(["--tracker", "nanotrack", str(official(nanotrack_dir, "v2")), str(out),
