@@ -14,7 +14,9 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--frames", type=int, default=100, help="frames to track")
     model.add_argument("--warmup", type=int, default=5)
     model.add_argument("--resolution", type=_resolution, help="resize frames to WxH (default: as stored)")
+    model.add_argument("--in-process", action="store_true",
+                       help="run all configurations in this process (default: one child process each)")
     model.add_argument("--nano-backbone", default=str(DEFAULT_NANO_BACKBONE))
     model.add_argument("--nano-neckhead", default=str(DEFAULT_NANO_NECKHEAD))
 
@@ -122,22 +126,57 @@ def _with_weights_fallback(request: factory.TrackerRequest, attempt: Any) -> Any
 
 def run_model(args: argparse.Namespace, requests: list[factory.TrackerRequest],
               sequence: Any) -> list[dict[str, Any]]:
-    frames, box = model_bench.load_frames(sequence, args.frames + 1, args.resolution)
+    """One row per (variant, device, targets); each in a fresh process unless ``--in-process``
+    or there is only one configuration, so memory numbers do not carry over between variants."""
+    configs = [(r, d, n) for r in requests for d in args.device for n in args.targets]
+    isolate = not args.in_process and len(configs) > 1
+    frames, box = (None, None) if isolate else model_bench.load_frames(sequence, args.frames + 1,
+                                                                       args.resolution)
     rows = []
-    for request in requests:
-        for device in args.device:
-            for targets in args.targets:
-                def attempt(req: factory.TrackerRequest, device: str = device, targets: int = targets) -> Any:
-                    return model_bench.bench_model(req, frames, box, device, targets, args.warmup,
-                                                   nano_paths=(args.nano_backbone, args.nano_neckhead))
-                try:
-                    result = _with_weights_fallback(request, attempt).as_dict()
-                except Exception as exc:  # report and go on with the next configuration
-                    result = {"tracker": request.name, "device": device, "targets": targets,
-                              "error": f"{type(exc).__name__}: {exc}"}
-                print(format_table([result], MODEL_COLUMNS).splitlines()[-1], flush=True)
-                rows.append(result)
+    for request, device, targets in configs:
+        if isolate:
+            result = _run_isolated(args, request, device, targets)
+        else:
+            result = _run_one(args, request, device, targets, frames, box)
+        print(format_table([result], MODEL_COLUMNS).splitlines()[-1], flush=True)
+        rows.append(result)
     return rows
+
+
+def _run_one(args: argparse.Namespace, request: factory.TrackerRequest, device: str, targets: int,
+             frames: Any, box: Any) -> dict[str, Any]:
+    def attempt(req: factory.TrackerRequest) -> Any:
+        return model_bench.bench_model(req, frames, box, device, targets, args.warmup,
+                                       nano_paths=(args.nano_backbone, args.nano_neckhead))
+
+    try:
+        return _with_weights_fallback(request, attempt).as_dict()
+    except Exception as exc:  # report and go on with the next configuration
+        return {"tracker": request.name, "device": device, "targets": targets,
+                "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _run_isolated(args: argparse.Namespace, request: factory.TrackerRequest, device: str,
+                  targets: int) -> dict[str, Any]:
+    """Run one configuration as ``siam-bench model --in-process`` in a child process."""
+    with tempfile.TemporaryDirectory(prefix="siam_bench_") as tmp:
+        argv = ["model", "--in-process", "--tracker", request.name, "--device", device,
+                "--targets", str(targets), "--frames", str(args.frames), "--warmup", str(args.warmup),
+                "--sequence", str(args.sequence), "--threads", str(args.threads), "--out", tmp,
+                "--nano-backbone", str(args.nano_backbone), "--nano-neckhead", str(args.nano_neckhead)]
+        if request.weights:
+            argv += ["--weights", f"{request.name}={request.weights}"]
+        if request.options:
+            argv += ["--option", *(f"{request.name}:{k}={v}" for k, v in request.options.items())]
+        if args.resolution:
+            argv += ["--resolution", "{}x{}".format(*args.resolution)]
+        child = subprocess.run([sys.executable, "-m", "siam_tracking_ros.bench.cli", *argv],
+                               capture_output=True, text=True, check=False)
+        report = Path(tmp) / "bench.json"
+        if child.returncode != 0 or not report.is_file():
+            return {"tracker": request.name, "device": device, "targets": targets,
+                    "error": (child.stderr.strip().splitlines() or ["child failed"])[-1]}
+        return json.loads(report.read_text())["results"][0]
 
 
 def run_node(args: argparse.Namespace, requests: list[factory.TrackerRequest],

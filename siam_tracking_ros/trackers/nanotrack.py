@@ -257,7 +257,7 @@ class NanoTracker(SiameseTracker):
         assert self.features is not None
         out = self.model.search(self.features, self._crop(frame, side, cfg.instance_size))
         score, ltrb = self._read_outputs(out)
-        boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h relative to the crop centre, crop pixels
+        boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h in crop pixels, crop centre at self.origin
         penalty = self._penalty(boxes, scale_z)
         pscore = penalty * score * (1 - self.window_influence) + self.window * self.window_influence
         best = int(np.argmax(pscore))
@@ -274,7 +274,7 @@ class NanoTracker(SiameseTracker):
             box = tuple(float(int(v)) for v in box)
         box = tuple(float(v) for v in box)
         return TrackResult(box, float(score[best]),
-                           extra={"pscore": float(pscore[best]), "scale_z": scale_z})
+                           extra={"pscore": float(pscore[best]), "scale_z": float(scale_z)})
 
     @staticmethod
     def _read_outputs(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -290,22 +290,6 @@ class NanoTracker(SiameseTracker):
         x2 = self.points[0] + ltrb[2]
         y2 = self.points[1] + ltrb[3]
         return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-
-
-def allow_numpy_scalars_in_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` rebuild numpy scalars and dtypes.
-
-    The official NanoTrack ``.pth`` files store their epoch as a numpy scalar, which the
-    weights-only unpickler refuses by default. Reconstructing a numpy scalar from its dtype and
-    raw bytes executes no code, so that function and the numeric dtypes are allowlisted.
-    """
-    from numpy._core.multiarray import scalar
-
-    dtypes = [np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType, np.dtypes.Int32DType]
-    torch.serialization.add_safe_globals([(scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes])
-
-
-allow_numpy_scalars_in_checkpoints()
 
 
 def _pick(value: float | None, default: float) -> float:

@@ -69,6 +69,19 @@ def load_project_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         raise WeightsError(f"cannot read weights '{path}': {exc}") from exc
 
 
+def _numpy_scalar_globals() -> list:
+    """Numpy scalar reconstruction and numeric dtypes: data only, no code execution.
+
+    Official checkpoints (NanoTrack's, for one) store bookkeeping such as the epoch as numpy
+    scalars, which the weights-only unpickler refuses unless these are allowed.
+    """
+    import numpy as np
+    from numpy._core.multiarray import scalar
+
+    dtypes = [np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType, np.dtypes.Int32DType]
+    return [(scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
+
+
 def load_checkpoint_safely(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official PyTorch checkpoint with ``weights_only=True`` and unwrap its state dict.
 
@@ -76,7 +89,8 @@ def load_checkpoint_safely(path: str | Path) -> dict[str, torch.Tensor]:
     Anything that needs arbitrary unpickling is refused.
     """
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise WeightsError(f"weights file not found: '{path}'") from exc
     except Exception as exc:  # torch raises many types for unsafe or corrupt files

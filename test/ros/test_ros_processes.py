@@ -101,7 +101,7 @@ def test_installed_tracker_node_with_params_file(probe_for, tmp_path, nanotrack_
         future = client.get_parameters(["tracker", "tracker_params.version", "lost_frames"])
         assert wait_for(future.done)
         values = [v.string_value or v.integer_value for v in future.result().values]
-        assert values == ["nanotrack", "v2", 10]  # from config/nanotrack.yaml
+        assert values == ["nanotrack", "v2", 10]  # v2 read off the weights; lost_frames from the file
         assert wait_for(lambda: probe.latest_diagnostics().get("variant") == "nanotrack", 20.0)
     finally:
         code = process.stop()

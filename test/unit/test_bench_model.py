@@ -22,14 +22,14 @@ def crossing_dir(sequences_dir: Path) -> Path:
 
 def test_bench_model_report(crossing_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench"
-    code = cli.main(["model", "--tracker", "opencv-kcf", "opencv-mil", "--targets", "1", "2",
+    # two configurations: each runs in its own child process
+    code = cli.main(["model", "--tracker", "opencv-kcf", "--targets", "1", "2",
                      "--frames", "6", "--warmup", "1", "--resolution", "640x480",
                      "--sequence", str(crossing_dir), "--out", str(out)])
     assert code == 0
     doc = json.loads((out / "bench.json").read_text())
     rows = doc["results"]
-    assert [(r["tracker"], r["targets"]) for r in rows] == [
-        ("opencv-kcf", 1), ("opencv-kcf", 2), ("opencv-mil", 1), ("opencv-mil", 2)]
+    assert [(r["tracker"], r["targets"]) for r in rows] == [("opencv-kcf", 1), ("opencv-kcf", 2)]
     for row in rows:
         assert row["resolution"] == "640x480" and row["frames"] == 6 and row["batched"] is False
         assert 0 < row["track_p50_ms"] <= row["track_p95_ms"] <= row["track_p99_ms"]
@@ -37,7 +37,7 @@ def test_bench_model_report(crossing_dir: Path, tmp_path: Path, capsys: pytest.C
         assert row["peak_rss_mib"] is None or row["peak_rss_mib"] >= 1.0
         assert row["cuda_peak_mib"] is None
     assert doc["command"].startswith("siam-bench model") and "cpu" in doc["machine"]
-    assert "| opencv-mil | cpu | 2 | 640x480 |" in (out / "bench.md").read_text()
+    assert "| opencv-kcf | cpu | 2 | 640x480 |" in (out / "bench.md").read_text()
     assert "| tracker | device |" in capsys.readouterr().out
 
 
@@ -71,6 +71,16 @@ def test_memory_readings_and_drift() -> None:
     assert abs(memory_drift(flat)) <= 1.0
     assert memory_drift(growing) == pytest.approx(235.0 - 155.0)  # last vs second quarter medians
     assert memory_drift(flat[:4]) is None
+
+
+def test_bench_in_process_reports_errors_per_configuration(crossing_dir: Path, tmp_path: Path) -> None:
+    code = cli.main(["model", "--in-process", "--tracker", "opencv-mil", "opencv-nano", "--frames", "3",
+                     "--nano-backbone", str(tmp_path / "missing.onnx"), "--sequence", str(crossing_dir),
+                     "--out", str(tmp_path)])
+    assert code == 0
+    mil, nano = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert mil["frames"] == 3 and "error" not in mil
+    assert "FileNotFoundError" in nano["error"] and "nano-backbone" in nano["error"]
 
 
 def test_bench_bad_tracker_name(crossing_dir: Path, tmp_path: Path) -> None:

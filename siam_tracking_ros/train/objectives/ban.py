@@ -34,7 +34,7 @@ class PointObjective(Objective):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"pos_radius": 0.25, "neg_radius": 0.5, "pos_num": 16, "total_num": 64,
-                "neg_pair_num": 16, "cls_weight": 1.0, "loc_weight": 1.0, "iou_mode": "linear",
+                "neg_pair_num": 16, "cls_weight": 1.0, "loc_weight": 1.0, "iou_mode": "log",
                 "loc_transform": "none"}
 
     def assign(self, box: np.ndarray, negative: bool, rng: np.random.Generator,
