@@ -89,13 +89,16 @@ def clip_box_xywh(cx: float, cy: float, w: float, h: float, frame_shape: Sequenc
 
 
 def crop_window(center: Sequence[float], crop_size: float) -> tuple[float, float]:
-    """Top-left corner of the integer-aligned square crop of side ``crop_size`` around ``center``.
+    """Top-left corner of the integer-aligned square crop of side ``round(crop_size)``.
 
-    Matches the reference trackers: ``xmin = round(cx - (s + 1) / 2)``, side ``s = round(crop_size)``.
+    ``center`` is continuous (pixel ``i`` spans ``[i, i + 1)``; a box's centre is ``x + w / 2``):
+    the corner is ``round(c - s / 2)``, so the crop is centred on ``center`` to within half a pixel
+    of rounding and carries no systematic offset. The pysot/OpenCV trackers' corner
+    ``floor(p - (s + 1) / 2 + 0.5)`` for a pixel-index centre ``p`` is ``crop_window(p - 0.5)``.
     """
     side = round(crop_size)
-    half = (side + 1) / 2.0
-    return float(math.floor(center[0] - half + 0.5)), float(math.floor(center[1] - half + 0.5))
+    return (float(math.floor(center[0] - side / 2.0 + 0.5)),
+            float(math.floor(center[1] - side / 2.0 + 0.5)))
 
 
 def crop_subwindow_numpy(frame: np.ndarray, center: Sequence[float], crop_size: float,

@@ -194,20 +194,21 @@ class NanoTracker(SiameseTracker):
     def _crop(self, frame: np.ndarray, side: float, out_size: int) -> torch.Tensor:
         """Square crop of ``side`` source pixels around the state centre, resized to ``out_size``.
 
-        Official mode: on the device (``crop_subwindow``; ``crop_window`` takes pixel-index
-        centres, hence ``- 0.5``) with the init frame's mean as border. OpenCV mode: OpenCV's own
-        arithmetic on the CPU (corner ``int(c) - (side+1)//2`` equals ``crop_window(floor(c))``
-        for an integer side; uint8 border and resize), channels swapped to RGB, crop uploaded.
+        Official mode: on the device (``crop_subwindow``) with the init frame's mean as border and
+        pysot's corner for the pixel-index centre ``c - 0.5``, i.e. ``crop_window(c - 1)``.
+        OpenCV mode: OpenCV's own arithmetic on the CPU (corner ``int(c) - (side+1)//2`` equals
+        ``crop_window(floor(c) - 0.5)`` for an integer side; uint8 border and resize), channels
+        swapped to RGB, crop uploaded.
         """
         if self.config.opencv_compat:
-            patch = crop_subwindow_numpy(frame, np.floor(self.center), side, out_size,
+            patch = crop_subwindow_numpy(frame, np.floor(self.center) - 0.5, side, out_size,
                                          cv2.mean(frame)[:3])
             rgb = torch.from_numpy(np.ascontiguousarray(patch[:, :, ::-1].transpose(2, 0, 1)))
             return self._upload_crop(rgb, out_size)
         image = self.upload(frame)
         if self.pad_value is None:
             self.pad_value = frame_mean(image)
-        patch = crop_subwindow(image, self.center - 0.5, side, out_size, self.pad_value)
+        patch = crop_subwindow(image, self.center - 1.0, side, out_size, self.pad_value)
         return patch.to(self.dtype)
 
     def _upload_crop(self, chw: torch.Tensor, out_size: int) -> torch.Tensor:
