@@ -16,6 +16,7 @@ checkpoints (``corr_pw_cls``, ``CA_layer``, ``cls_tower``, ...).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -117,6 +118,18 @@ def predictor(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1))
 
 
+#: untrained heads start predicting this l/t/r/b distance (search-crop pixels): about half a
+#: typical target, so that IoU losses have a gradient from the first step of training from scratch
+INITIAL_BOX_DISTANCE = 32.0
+
+
+def box_predictor(in_channels: int) -> nn.Sequential:
+    """1x1 conv giving log l/t/r/b distances (``exp`` applied by the head), bias at a sane size."""
+    head = predictor(in_channels, 4)
+    nn.init.constant_(head[0].bias, math.log(INITIAL_BOX_DISTANCE))
+    return head
+
+
 class BANHeadV1(nn.Module):
     """NanoTrack v1 head: shared pixel-wise correlation, towers of width 128 (cls) / 96 (loc)."""
 
@@ -126,7 +139,7 @@ class BANHeadV1(nn.Module):
         self.cls_tower = separable_tower(template_cells, 128, (5, 5, 3))
         self.bbox_tower = separable_tower(template_cells, 96, (3, 3, 5, 5))
         self.cls_logits = predictor(128, 2)
-        self.bbox_pred = predictor(96, 4)
+        self.bbox_pred = box_predictor(96)
 
     def prepare(self, zf: torch.Tensor) -> TemplateFeatures:
         return {"kernel": self.corr_pw.prepare(zf)}
@@ -149,7 +162,7 @@ class BANHeadV2(nn.Module):
         self.cls_pw_tower = separable_tower(template_cells, width, (3,) * 6)
         self.bbox_pw_tower = separable_tower(template_cells, width, (3,) * 6)
         self.cls_pred = predictor(width, 2)
-        self.bbox_pred = predictor(width, 4)
+        self.bbox_pred = box_predictor(width)
 
     def prepare(self, zf: torch.Tensor) -> TemplateFeatures:
         return {"cls": self.corr_pw_cls.prepare(zf), "reg": self.corr_pw_reg.prepare(zf)}
@@ -177,7 +190,7 @@ class BANHeadV3(nn.Module):
         self.cls_tower = bn_separable_tower(in_channels, depth)
         self.bbox_tower = bn_separable_tower(in_channels, depth)
         self.cls_logits = predictor(in_channels, 2)
-        self.bbox_pred = predictor(in_channels, 4)
+        self.bbox_pred = box_predictor(in_channels)
         self.down_reg = predictor(in_channels + template_cells, in_channels)
         self.down_cls = predictor(in_channels + template_cells, in_channels)
 
