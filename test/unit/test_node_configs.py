@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _generator():
     pytest.importorskip("rcl_interfaces", reason="needs the ROS environment (source env.sh)")
-    spec = importlib.util.spec_from_file_location("make_node_configs", ROOT / "tools" / "make_node_configs.py")
+    path = ROOT / "tools" / "make_node_configs.py"
+    spec = importlib.util.spec_from_file_location("make_node_configs", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXECUTABLES = ["tracker_node", "tracker_lifecycle_node", "video_publisher", "siam-demo", "siam-train", "siam-eval", "siam-bench",
-               "siam-convert"]
+EXECUTABLES = ["tracker_node", "tracker_lifecycle_node", "video_publisher", "siam-demo", "siam-train",
+               "siam-eval", "siam-bench", "siam-convert"]
 
 
 def test_package_xml_is_valid_format3() -> None:
