@@ -95,9 +95,9 @@ class CRPNTracker(SiamRPNTracker):
 
     config: CRPNConfig
 
-    def decode(self, out: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(self, out: Mapping[str, torch.Tensor], anchors: torch.Tensor
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes and scores of the last cascade stage; anchors filtered out on the way are invalid."""
-        anchors, _ = self._geometry[self.instance_size]
         cascade = cascade_proposals([c.float() for c in out["cls_stages"]],
                                     [v.float() for v in out["loc_stages"]], anchors, self.config.theta)
         score = torch.nan_to_num(cascade.scores, nan=0.0).double().cpu().numpy()

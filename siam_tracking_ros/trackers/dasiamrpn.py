@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from siam_tracking_ros.core.anchors import nms_cxcywh
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.alexnet import add_missing_bn_counters, sequential_to_stages
+from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamfc import box_in_frame
 from siam_tracking_ros.trackers.siamrpn import (
@@ -48,6 +48,7 @@ from siam_tracking_ros.trackers.siamrpn import (
     SiamRPNTracker,
     _refuse_other_layouts,
 )
+from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 #: architecture and hyper-parameters of the official DaSiamRPN models (their ``cfg`` dicts)
 OFFICIAL_PRESETS: dict[str, dict[str, float | int | bool]] = {
@@ -153,11 +154,9 @@ class DaSiamRPNTracker(SiamRPNTracker):
 
     def __init__(self, model: SiamRPNNet, config: DaSiamRPNConfig, device: torch.device) -> None:
         super().__init__(model, config, device)
-        self._long_term = config.long_term
-        self._lost = False
         self.memory: DistractorMemory | None = None
         for size in self.search_sizes():
-            self._prepare_geometry(size)
+            self.geometry(size)
 
     def search_sizes(self) -> list[int]:
         """Every search size this tracker may use (geometry is precomputed for each)."""
@@ -178,7 +177,7 @@ class DaSiamRPNTracker(SiamRPNTracker):
         returns to the normal region once a proposal scores ``found_threshold``. ``False`` goes back
         to the normal search region at once.
         """
-        self._long_term = bool(flag)
+        self.long_term = bool(flag)
         if flag and self.initialized and not self._lost:
             self._lost = True
             self._grow_search()
@@ -198,8 +197,10 @@ class DaSiamRPNTracker(SiamRPNTracker):
         if cfg.adaptive and area_ratio < cfg.small_target_ratio:
             size = cfg.small_target_instance_size
         self._base_instance_size = size
-        self._lost = False
         return size
+
+    def _search_size(self) -> int:
+        return self.instance_size  # the growing global search sets it
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         super()._init(frame, box)
@@ -244,7 +245,7 @@ class DaSiamRPNTracker(SiamRPNTracker):
         chosen = chosen[:cfg.max_distractors]
         if not chosen or self.memory is None:
             return
-        score_size = self.config.score_size_for(self.instance_size)
+        score_size = self.geometry(self.instance_size).score_size
         cells = torch.as_tensor(np.asarray(chosen) % (score_size * score_size))
         windows = feature_windows(x_f.float(), cells, score_size, *self._template_hw)
         weights = torch.as_tensor(props.score[chosen], dtype=torch.float32, device=windows.device)
@@ -252,7 +253,9 @@ class DaSiamRPNTracker(SiamRPNTracker):
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         cfg = self.config
-        out, scale_z = self._search(frame, return_features=cfg.distractor_aware)
+        region = self.search_region()
+        scale_z = region.scale_z
+        out = self._search(frame, region, return_features=cfg.distractor_aware)
         props = self.proposals(out, scale_z, use_window=not self._lost)
         if cfg.distractor_aware:
             best, candidates = self.select(props, out["x_f"])
@@ -268,7 +271,7 @@ class DaSiamRPNTracker(SiamRPNTracker):
                 self.remember_distractors(props, candidates, best, out["x_f"])
             self._lost = False
             self.instance_size = self._base_instance_size
-            if self._long_term and score < cfg.lost_threshold:
+            if self.long_term and score < cfg.lost_threshold:
                 self._lost = True
                 self._grow_search()
         return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), score,

@@ -24,7 +24,7 @@ from siam_tracking_ros.models.heads.rpn import UpChannelRPN
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamfc import SiamFCTracker
-from siam_tracking_ros.trackers.siamrpn import SiamRPNConfig, SiamRPNTracker
+from siam_tracking_ros.trackers.siamrpn import RPNNet, SiamRPNConfig, SiamRPNTracker
 
 #: SiamDW's tuned window influence (OTB-2015) per head
 _WINDOW_INFLUENCE = {"fc": 0.2897, "rpn": 0.39}
@@ -84,31 +84,12 @@ class SiamDWFCNet(nn.Module):
         return self.search(self.template(z), x)
 
 
-class SiamDWRPNNet(nn.Module):
+class SiamDWRPNNet(RPNNet):
     """CIResNet-22 + up-channel RPN; ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
 
-    head_kind = "rpn"
-
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__()
-        self.backbone = CIResNet22(tuple(config.stage_blocks), tuple(config.widths))
-        self.rpn_head = UpChannelRPN(config.anchor_num, self.backbone.out_channels, config.hidden)
-
-    def template(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        z_f = self.backbone(z)
-        return z_f, self.rpn_head.template(z_f)
-
-    def search(self, features: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
-               return_features: bool = False) -> dict[str, torch.Tensor]:
-        x_f = self.backbone(x)
-        cls, loc = self.rpn_head.search(features[1], x_f)
-        out = {"cls": cls, "loc": loc}
-        if return_features:
-            out["x_f"] = x_f
-        return out
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
+        backbone = CIResNet22(tuple(config.stage_blocks), tuple(config.widths))
+        super().__init__(backbone, UpChannelRPN(config.anchor_num, backbone.out_channels, config.hidden))
 
 
 @register_tracker("siamdw", SiamDWConfig,

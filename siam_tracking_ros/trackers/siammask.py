@@ -27,7 +27,9 @@ from siam_tracking_ros.models.heads.mask import COARSE_MASK_SIZE, REFINED_MASK_S
 from siam_tracking_ros.models.heads.rpn import DepthwiseRPN
 from siam_tracking_ros.models.necks.adjust import AdjustAllLayer
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamrpnpp import Decision, RPNTracker, complete_bn_counters
+from siam_tracking_ros.trackers.siamrpn import Decision
+from siam_tracking_ros.trackers.siamrpnpp import SiamRPNppTracker
+from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 
 @dataclass
@@ -115,7 +117,7 @@ def box_polygon(box: tuple[float, float, float, float]) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
 
 
-class SiamMaskTracker(RPNTracker):
+class SiamMaskTracker(SiamRPNppTracker):
     """pysot ``SiamMaskTracker``: RPN box + refined mask and its rotated rectangle."""
 
     produces_mask = True
@@ -198,7 +200,7 @@ def import_official_siammask(state: Mapping[str, torch.Tensor], config: SiamMask
     if not any(k.startswith("refine_head.") for k in mapped):
         raise ValueError("the checkpoint has no refinement module (a SiamMask-base model?); "
                          "only SiamMask with refinement (siammask_sharp) is supported")
-    return complete_bn_counters(mapped)
+    return add_missing_bn_counters(mapped)
 
 
 @register_tracker("siammask", SiamMaskConfig,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,16 +39,15 @@ from siam_tracking_ros.core.geometry import (
     scale_ratio_penalty,
 )
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.alexnet import (
-    AlexNet,
-    add_missing_bn_counters,
-    pysot_alexnet,
-    sequential_to_stages,
-)
+from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, sequential_to_stages
 from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, UpChannelRPN
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamfc import box_in_frame
+from siam_tracking_ros.weights.io import add_missing_bn_counters
+
+#: window influence while pysot's long-term mode has lost the target (``SiamRPNLTTracker``)
+LOST_WINDOW_INFLUENCE = 0.001
 
 
 @dataclass
@@ -92,21 +92,24 @@ class SiamRPNConfig:
                                 self.anchor_ratios, self.anchor_scales)
 
 
-class SiamRPNNet(nn.Module):
-    """AlexNet + RPN head. ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
+def make_rpn_head(kind: str, anchor_num: int, channels: int, hidden: int) -> nn.Module:
+    """``upchannel`` (:class:`UpChannelRPN`) or ``depthwise`` (:class:`DepthwiseRPN`) RPN head."""
+    if kind == "upchannel":
+        return UpChannelRPN(anchor_num, channels, hidden)
+    if kind == "depthwise":
+        return DepthwiseRPN(anchor_num, channels, hidden)
+    raise ValueError(f"unknown RPN head '{kind}' (upchannel|depthwise)")
+
+
+class RPNNet(nn.Module):
+    """A backbone + one RPN head. ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
 
     head_kind = "rpn"
 
-    def __init__(self, config: SiamRPNConfig) -> None:
+    def __init__(self, backbone: nn.Module, rpn_head: nn.Module) -> None:
         super().__init__()
-        self.backbone = AlexNet(pysot_alexnet(config.width_mult))
-        channels = self.backbone.out_channels
-        if config.head == "upchannel":
-            self.rpn_head: nn.Module = UpChannelRPN(config.anchor_num, channels, config.hidden)
-        elif config.head == "depthwise":
-            self.rpn_head = DepthwiseRPN(config.anchor_num, channels, config.hidden)
-        else:
-            raise ValueError(f"unknown RPN head '{config.head}' (upchannel|depthwise)")
+        self.backbone = backbone
+        self.rpn_head = rpn_head
 
     def template(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``(z_f, head kernels)`` of BGR 0..255 template crops."""
@@ -127,6 +130,30 @@ class SiamRPNNet(nn.Module):
         return self.search(self.template(z), x)
 
 
+class SiamRPNNet(RPNNet):
+    """AlexNet + the RPN head ``config.head`` (see :class:`RPNNet`)."""
+
+    def __init__(self, config: SiamRPNConfig) -> None:
+        backbone = AlexNet(pysot_alexnet(config.width_mult))
+        super().__init__(backbone, make_rpn_head(config.head, config.anchor_num,
+                                                 backbone.out_channels, config.hidden))
+
+
+def cast_features(features: Any, dtype: torch.dtype) -> Any:
+    """``features`` (tensor or nested tuples/lists of tensors) converted to ``dtype``."""
+    if isinstance(features, torch.Tensor):
+        return features.to(dtype)
+    return type(features)(cast_features(f, dtype) for f in features)
+
+
+class RPNGeometry(NamedTuple):
+    """Score-map side, anchors ``(K*S*S, 4)`` (device) and tiled cosine window of one search size."""
+
+    score_size: int
+    anchors: torch.Tensor
+    window: np.ndarray
+
+
 @dataclass
 class Proposals:
     """All proposals of one frame, on the CPU, anchor-major.
@@ -140,56 +167,120 @@ class Proposals:
     pscore: np.ndarray
 
 
+@dataclass(frozen=True)
+class SearchRegion:
+    """Where one frame is searched: crop ``side`` (source pixels, rounded as the crop is) from
+    top-left ``origin``, resized to ``instance_size``; ``scale_z`` = exemplar size / ``s_z``."""
+
+    instance_size: int
+    side: float
+    origin: tuple[float, float]
+    scale_z: float
+
+
+@dataclass
+class Decision:
+    """The chosen proposal of one frame, in source pixels (``box``: its part inside the frame)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    pscore: float
+    index: int
+    score_size: int
+    crop_origin: tuple[float, float]
+    crop_side: float
+    instance_size: int
+
+
 class SiamRPNTracker(SiameseTracker):
-    """Anchor-based tracking as in pysot's ``SiamRPNTracker`` (see module docstring)."""
+    """Anchor-based tracking as in pysot's ``SiamRPNTracker`` (see module docstring).
 
-    config: SiamRPNConfig
+    Works with any network whose ``search`` returns ``{"cls", "loc"}`` and any config with the
+    anchor, crop and penalty fields of :class:`SiamRPNConfig`. pysot's long-term mode
+    (``SiamRPNLTTracker``) is on when ``long_term`` is set and the config has
+    ``lost_instance_size``, ``confidence_low`` and ``confidence_high``: below ``confidence_low``
+    the state stays put and the target counts as lost; while lost a ``lost_instance_size`` region
+    is searched with window influence :data:`LOST_WINDOW_INFLUENCE` until a score exceeds
+    ``confidence_high``.
+    """
 
-    def __init__(self, model: SiamRPNNet, config: SiamRPNConfig, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, config: Any, device: torch.device) -> None:
         super().__init__(model, config, device)
-        self._geometry: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
-        self.instance_size = config.instance_size
-        self._prepare_geometry(config.instance_size)
+        self._geometry: dict[int, RPNGeometry] = {}
+        self.instance_size: int = config.instance_size
+        self.long_term = bool(getattr(config, "long_term", False))
+        self._lost = False
+        self.features: Any = None
+        self._features_dtype = self.dtype
+        self.geometry(config.instance_size)
 
-    def _prepare_geometry(self, instance_size: int) -> None:
-        """Anchors (device tensor) and tiled cosine window (numpy) for one search size, once."""
-        if instance_size in self._geometry:
-            return
-        cfg = self.config
-        anchors = torch.from_numpy(cfg.anchors_for(instance_size)).to(self.device)
-        window = np.tile(cosine_window(cfg.score_size_for(instance_size)).ravel(), cfg.anchor_num)
-        self._geometry[instance_size] = (anchors, window.astype(np.float64))
+    def geometry(self, instance_size: int) -> RPNGeometry:
+        """Anchors and window of one search size (computed once per size)."""
+        if instance_size not in self._geometry:
+            cfg = self.config
+            size = score_map_size(instance_size, cfg.exemplar_size, cfg.anchor_stride, cfg.base_size)
+            anchors = generate_anchors(size, cfg.anchor_stride, cfg.anchor_ratios, cfg.anchor_scales)
+            window = np.tile(cosine_window(size).ravel(), cfg.anchor_num).astype(np.float64)
+            self._geometry[instance_size] = RPNGeometry(size, torch.from_numpy(anchors).to(self.device),
+                                                        window)
+        return self._geometry[instance_size]
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         cfg = self.config
         x, y, w, h = box
         self.center = np.array([x + w / 2, y + h / 2])
-        self.size = np.array([w, h])
+        self.size = np.array([w, h], dtype=np.float64)
         image = self.upload(frame)
         self.avg_color = frame_mean(image).clone()
         s_z = context_size(w, h, cfg.context_amount)
         z = crop_subwindow(image, self.center, s_z, cfg.exemplar_size, self.avg_color)
         self.features = self.model.template(z.to(self.dtype))
+        self._features_dtype = self.dtype
+        self._lost = False
         self.instance_size = self._initial_instance_size(frame.shape)
-        self._prepare_geometry(self.instance_size)
+        self.geometry(self.instance_size)
 
     def _initial_instance_size(self, frame_shape: tuple[int, ...]) -> int:
         return self.config.instance_size
 
-    def _search(self, frame: np.ndarray, return_features: bool = False
-                ) -> tuple[dict[str, torch.Tensor], float]:
-        """Run the network on the search crop; returns its outputs and ``scale_z``."""
+    def _searching_globally(self) -> bool:
+        """True while pysot's long-term mode has lost the target."""
+        return self.long_term and self._lost
+
+    def _search_size(self) -> int:
+        """Side of the resized search crop for the next frame."""
+        return self.config.lost_instance_size if self._searching_globally() else self.instance_size
+
+    def _window_influence(self) -> float:
+        return LOST_WINDOW_INFLUENCE if self._searching_globally() else self.config.window_influence
+
+    def search_region(self) -> SearchRegion:
+        """The search crop of the next frame around the current state."""
         cfg = self.config
         s_z = context_size(*self.size, cfg.context_amount)
-        s_x = s_z * self.instance_size / cfg.exemplar_size
-        image = self.upload(frame)
-        x = crop_subwindow(image, self.center, s_x, self.instance_size, self.avg_color)
-        out = self.model.search(self.features, x.to(self.dtype), return_features=return_features)
-        return out, cfg.exemplar_size / s_z
+        instance = self._search_size()
+        side = float(round(s_z * instance / cfg.exemplar_size))
+        origin = (self.center[0] - side / 2.0, self.center[1] - side / 2.0)
+        return SearchRegion(instance, side, origin, cfg.exemplar_size / s_z)
 
-    def decode(self, out: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-anchor ``(score, boxes cxcywh in the search crop, valid)`` of the network output."""
-        anchors, _ = self._geometry[self.instance_size]
+    def _search(self, frame: np.ndarray, region: SearchRegion, return_features: bool = False
+                ) -> dict[str, torch.Tensor]:
+        """Run the network on the search crop of ``region``."""
+        if self._features_dtype != self.dtype:  # half() was called after init
+            self.features = cast_features(self.features, self.dtype)
+            self._features_dtype = self.dtype
+        image = self.upload(frame)
+        x = crop_subwindow(image, self.center, region.side, region.instance_size, self.avg_color)
+        if return_features:  # only networks that offer them (e.g. for DaSiamRPN's distractors)
+            return self.model.search(self.features, x.to(self.dtype), return_features=True)
+        return self.model.search(self.features, x.to(self.dtype))
+
+    def decode(self, out: Mapping[str, torch.Tensor], anchors: torch.Tensor
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-anchor ``(score, boxes cxcywh in the search crop, valid)`` of the network output.
+
+        ``dw, dh`` are clamped to ``±MAX_LOG_SCALE``; NaN/inf become 0 (boxes keep a minimum size).
+        """
         score = torch.nan_to_num(foreground_probability(out["cls"].float())[0], nan=0.0)
         boxes = decode_deltas(flatten_loc(out["loc"].float())[0], anchors, MAX_LOG_SCALE)
         boxes = torch.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
@@ -197,39 +288,71 @@ class SiamRPNTracker(SiameseTracker):
         valid = np.ones(score.shape[0], dtype=bool)
         return score.double().cpu().numpy(), boxes.double().cpu().numpy(), valid
 
-    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True
-                  ) -> Proposals:
-        """Decode, penalise and window every anchor of the network output (invalid ones: -1)."""
+    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True,
+                  instance_size: int | None = None) -> Proposals:
+        """Decode, penalise and window every anchor of the network output (invalid ones: -1).
+
+        ``instance_size`` is the search size ``out`` comes from (default: the current one).
+        """
         cfg = self.config
-        _, window = self._geometry[self.instance_size]
-        score_np, boxes_np, valid = self.decode(out)
+        geometry = self.geometry(self._search_size() if instance_size is None else instance_size)
+        score_np, boxes_np, valid = self.decode(out, geometry.anchors)
         target = self.size * scale_z
         penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
         pscore = penalty * score_np
         if use_window:
-            pscore = pscore * (1 - cfg.window_influence) + window * cfg.window_influence
+            influence = self._window_influence()
+            pscore = pscore * (1 - influence) + geometry.window * influence
         return Proposals(score_np, boxes_np, penalty, np.where(valid, pscore, -1.0))
 
+    def score_proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, instance_size: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`proposals` as a tuple ``(score, boxes, penalty, pscore)``."""
+        props = self.proposals(out, scale_z, instance_size=instance_size)
+        return props.score, props.boxes, props.penalty, props.pscore
+
     def update_state(self, props: Proposals, best: int, scale_z: float,
-                     frame_shape: tuple[int, ...]) -> tuple[float, float, float, float]:
-        """Move the target towards proposal ``best``; returns the clipped ``(cx, cy, w, h)``."""
+                     frame_shape: tuple[int, ...], move: bool = True) -> tuple[float, float, float, float]:
+        """Move the target towards proposal ``best`` (unless ``move`` is false) and clip it to the
+        frame; returns the new ``(cx, cy, w, h)``."""
         cfg = self.config
-        box = props.boxes[best] / scale_z
-        lr = props.penalty[best] * props.score[best] * cfg.lr
-        cx, cy = self.center + box[:2]
-        w = self.size[0] * (1 - lr) + box[2] * lr
-        h = self.size[1] * (1 - lr) + box[3] * lr
-        state = clip_box_xywh(cx, cy, w, h, frame_shape, cfg.min_size)
+        if move:
+            box = props.boxes[best] / scale_z
+            lr = props.penalty[best] * props.score[best] * cfg.lr
+            self.center = self.center + box[:2]
+            self.size = self.size * (1 - lr) + box[2:] * lr
+        state = clip_box_xywh(*self.center, *self.size, frame_shape, cfg.min_size)
         self.center, self.size = np.array(state[:2]), np.array(state[2:])
         return state
 
-    def _track(self, frame: np.ndarray) -> TrackResult:
-        out, scale_z = self._search(frame)
-        props = self.proposals(out, scale_z)
+    def _decide(self, frame: np.ndarray) -> tuple[Decision, dict[str, torch.Tensor]]:
+        """One tracking step on ``frame``: updates the state, returns the choice and the outputs."""
+        cfg = self.config
+        region = self.search_region()
+        out = self._search(frame, region)
+        props = self.proposals(out, region.scale_z, instance_size=region.instance_size)
         best = int(np.argmax(props.pscore))
-        cx, cy, w, h = self.update_state(props, best, scale_z, frame.shape)
-        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), float(props.score[best]),
-                           extra={"pscore": float(props.pscore[best])})
+        score = float(props.score[best])
+        confident = not self.long_term or score >= cfg.confidence_low
+        cx, cy, w, h = self.update_state(props, best, region.scale_z, frame.shape, move=confident)
+        if self.long_term:
+            self._update_lost(score)
+        decision = Decision(box_in_frame(cx, cy, w, h, frame.shape), score, float(props.pscore[best]),
+                            best, self.geometry(region.instance_size).score_size, region.origin,
+                            region.side, region.instance_size)
+        return decision, out
+
+    def _update_lost(self, score: float) -> None:
+        if score < self.config.confidence_low:
+            self._lost = True
+        elif score > self.config.confidence_high:
+            self._lost = False
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        decision, _ = self._decide(frame)
+        return TrackResult(decision.box, decision.score,
+                           extra={"pscore": decision.pscore, "instance_size": decision.instance_size,
+                                  "lost": self._lost})
 
 
 def _refuse_other_layouts(state: Mapping[str, torch.Tensor], variant: str) -> None:

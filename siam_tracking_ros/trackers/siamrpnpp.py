@@ -17,39 +17,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from siam_tracking_ros.core.anchors import (
-    decode_deltas,
-    flatten_loc,
-    foreground_probability,
-    generate_anchors,
-    score_map_size,
-)
-from siam_tracking_ros.core.geometry import (
-    clip_box_xywh,
-    context_size,
-    cosine_window,
-    crop_subwindow,
-    frame_mean,
-    scale_ratio_penalty,
-)
-from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.alexnet import SEQUENTIAL_INDICES, AlexNet, pysot_alexnet
 from siam_tracking_ros.models.backbones.mobilenetv2 import MobileNetV2
 from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
 from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, MultiRPN
 from siam_tracking_ros.models.necks.adjust import AdjustAllLayer
-from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamfc import box_in_frame
+from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker
+from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 BACKBONES = ("resnet50", "mobilenetv2", "alexnet")
-#: box deltas are clamped to this magnitude before decoding (far beyond what trained heads emit;
-#: keeps untrained or diverging networks from producing inf/NaN boxes)
-MAX_DELTA = 8.0
 
 #: pysot's per-model values for the fields a config leaves at ``None``
 PRESETS: dict[str, dict[str, Any]] = {
@@ -103,13 +83,6 @@ class SiamRPNppConfig:
         return len(self.anchor_ratios) * len(self.anchor_scales)
 
 
-def _cast(features: Any, dtype: torch.dtype) -> Any:
-    """``features`` (tensor or nested tuples/lists of tensors) converted to ``dtype``."""
-    if isinstance(features, torch.Tensor):
-        return features.to(dtype)
-    return type(features)(_cast(f, dtype) for f in features)
-
-
 class SiamRPNppNet(nn.Module):
     """Backbone + adjust layers + depthwise RPN heads; float BGR 0..255 in, ``{"cls", "loc"}`` out.
 
@@ -154,28 +127,8 @@ class SiamRPNppNet(nn.Module):
         return self.search(self.template(z), x)
 
 
-@dataclass
-class Decision:
-    """The chosen proposal of one frame, in source pixels (``box``: its part inside the frame)."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    index: int
-    score_size: int
-    crop_origin: tuple[float, float]
-    crop_side: float
-    instance_size: int
-
-
-class RPNTracker(SiameseTracker):
-    """pysot ``SiamRPNTracker`` logic (+ the long-term variant) over any ``{"cls", "loc"}`` network."""
-
-    def __init__(self, model: nn.Module, config: Any, device: torch.device) -> None:
-        super().__init__(model, config, device)
-        self._grids: dict[int, tuple[int, torch.Tensor, np.ndarray]] = {}
-        self.long_term = bool(getattr(config, "long_term", False))
-        self._lost = False
-        self._grid(config.instance_size)
+class SiamRPNppTracker(SiamRPNTracker):
+    """:class:`SiamRPNTracker` that offers pysot's long-term mode as :meth:`enable_global_search`."""
 
     def enable_global_search(self, flag: bool = True) -> None:
         """Switch pysot's long-term mode: search a larger region while the target seems lost."""
@@ -185,101 +138,6 @@ class RPNTracker(SiameseTracker):
         if not flag:
             self._lost = False
 
-    def _grid(self, instance_size: int) -> tuple[int, torch.Tensor, np.ndarray]:
-        """Score size, anchors (device) and flat cosine window for one search size (cached)."""
-        if instance_size not in self._grids:
-            cfg = self.config
-            size = score_map_size(instance_size, cfg.exemplar_size, cfg.anchor_stride, cfg.base_size)
-            anchors = generate_anchors(size, cfg.anchor_stride, cfg.anchor_ratios, cfg.anchor_scales)
-            window = np.tile(cosine_window(size).reshape(-1), cfg.anchor_num).astype(np.float64)
-            self._grids[instance_size] = (size, torch.from_numpy(anchors).to(self.device), window)
-        return self._grids[instance_size]
-
-    def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
-        cfg = self.config
-        x, y, w, h = box
-        self.center = np.array([x + w / 2.0, y + h / 2.0])
-        self.size = np.array([w, h], dtype=np.float64)
-        image = self.upload(frame)
-        self.avg_color = frame_mean(image).clone()
-        side = round(context_size(w, h, cfg.context_amount))
-        z = crop_subwindow(image, self.center, side, cfg.exemplar_size, self.avg_color)
-        self._features = self.model.template(z.to(self.dtype))
-        self._features_dtype = self.dtype
-        self._lost = False
-
-    def _search(self, frame: np.ndarray) -> tuple[dict[str, torch.Tensor], float, int, float]:
-        """Crop around the current position and run the search branch.
-
-        Returns ``(outputs, scale_z, instance_size, crop_side)``.
-        """
-        cfg = self.config
-        if self._features_dtype != self.dtype:  # half() was called after init
-            self._features = _cast(self._features, self.dtype)
-            self._features_dtype = self.dtype
-        s_z = context_size(self.size[0], self.size[1], cfg.context_amount)
-        instance = cfg.lost_instance_size if (self.long_term and self._lost) else cfg.instance_size
-        crop_side = round(s_z * instance / cfg.exemplar_size)
-        image = self.upload(frame)
-        x = crop_subwindow(image, self.center, crop_side, instance, self.avg_color)
-        outputs = self.model.search(self._features, x.to(self.dtype))
-        return outputs, cfg.exemplar_size / s_z, instance, float(crop_side)
-
-    def score_proposals(self, outputs: dict[str, torch.Tensor], scale_z: float, instance_size: int
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """pysot's proposal scoring for one search output.
-
-        Returns ``(score, boxes, penalty, pscore)`` per anchor: foreground probability, decoded
-        ``(cx, cy, w, h)`` in search-crop pixels relative to its centre, scale/ratio penalty
-        against the current size and the window-blended score that picks the winner.
-        """
-        cfg = self.config
-        _, anchors, window = self._grid(instance_size)
-        score = foreground_probability(outputs["cls"].float())[0].cpu().numpy().astype(np.float64)
-        score = np.nan_to_num(score, nan=0.0)
-        deltas = flatten_loc(outputs["loc"].float())[0].nan_to_num(0.0).clamp(-MAX_DELTA, MAX_DELTA)
-        boxes = decode_deltas(deltas, anchors).cpu().numpy().astype(np.float64)
-        penalty = scale_ratio_penalty(boxes[:, 2], boxes[:, 3], self.size[0] * scale_z,
-                                      self.size[1] * scale_z, cfg.penalty_k)
-        influence = 0.001 if (self.long_term and self._lost) else cfg.window_influence
-        pscore = penalty * score * (1.0 - influence) + window * influence
-        return score, boxes, penalty, pscore
-
-    def _decide(self, frame: np.ndarray) -> tuple[Decision, dict[str, torch.Tensor]]:
-        """One tracking step on ``frame``: updates the state and returns the chosen proposal."""
-        cfg = self.config
-        outputs, scale_z, instance, crop_side = self._search(frame)
-        origin = (self.center[0] - crop_side / 2.0, self.center[1] - crop_side / 2.0)
-        score, boxes, penalty, pscore = self.score_proposals(outputs, scale_z, instance)
-        best = int(np.argmax(pscore))
-        best_score = float(score[best])
-        if not self.long_term or best_score >= cfg.confidence_low:
-            self._move(boxes[best] / scale_z, penalty[best] * best_score * cfg.lr)
-        cx, cy, w, h = clip_box_xywh(self.center[0], self.center[1], self.size[0], self.size[1],
-                                     frame.shape, cfg.min_size)
-        self.center, self.size = np.array([cx, cy]), np.array([w, h])
-        if self.long_term:
-            self._update_lost(best_score)
-        decision = Decision(box_in_frame(cx, cy, w, h, frame.shape), best_score, best,
-                            self._grid(instance)[0], origin, crop_side, instance)
-        return decision, outputs
-
-    def _move(self, offset_box: np.ndarray, lr: float) -> None:
-        """Shift the centre by the proposal's offset and blend the size with rate ``lr``."""
-        self.center = self.center + offset_box[:2]
-        self.size = self.size * (1.0 - lr) + offset_box[2:] * lr
-
-    def _update_lost(self, best_score: float) -> None:
-        if best_score < self.config.confidence_low:
-            self._lost = True
-        elif best_score > self.config.confidence_high:
-            self._lost = False
-
-    def _track(self, frame: np.ndarray) -> TrackResult:
-        decision, _ = self._decide(frame)
-        return TrackResult(box=decision.box, score=decision.score,
-                           extra={"instance_size": decision.instance_size, "lost": self._lost})
-
 
 # ---------------------------------------------------------------------------------------------
 # official checkpoints
@@ -287,16 +145,6 @@ class RPNTracker(SiameseTracker):
 _MASK_PREFIXES = ("mask_head.", "refine_head.", "mask_model.", "refine_model.", "features.features.")
 _UPCHANNEL_KEYS = ("rpn_head.template_cls_conv.weight", "rpn.template_cls_conv.weight",
                    "conv_r1.weight")
-
-
-def complete_bn_counters(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add the ``num_batches_tracked`` entries that checkpoints from PyTorch < 0.4.1 lack."""
-    out = dict(state)
-    for key in list(state):
-        if key.endswith(".running_mean"):
-            counter = key[: -len("running_mean")] + "num_batches_tracked"
-            out.setdefault(counter, torch.tensor(0, dtype=torch.long))
-    return out
 
 
 def detect_backbone(state: Mapping[str, torch.Tensor]) -> str:
@@ -355,7 +203,7 @@ def import_pysot_siamrpnpp(state: Mapping[str, torch.Tensor], config: SiamRPNppC
                          f"{config.backbone}")
     if backbone == "alexnet":
         state = {(_alexnet_key(k) if k.startswith("backbone.") else k): v for k, v in state.items()}
-    return complete_bn_counters(state)
+    return add_missing_bn_counters(state)
 
 
 def build_network(config: SiamRPNppConfig) -> SiamRPNppNet:
@@ -368,19 +216,17 @@ def build_network(config: SiamRPNppConfig) -> SiamRPNppNet:
                   description="SiamRPN++: ResNet-50/MobileNetV2/AlexNet + depthwise RPN (pysot)",
                   importer=import_pysot_siamrpnpp,
                   detect_options=detect_siamrpnpp_options)
-def build_siamrpnpp(config: SiamRPNppConfig, device: torch.device) -> RPNTracker:
+def build_siamrpnpp(config: SiamRPNppConfig, device: torch.device) -> SiamRPNppTracker:
     """Build the SiamRPN++ tracker for ``config`` on ``device``."""
-    return RPNTracker(build_network(config), config, device)
+    return SiamRPNppTracker(build_network(config), config, device)
 
 
 __all__ = [
     "PRESETS",
-    "Decision",
-    "RPNTracker",
     "SiamRPNppConfig",
     "SiamRPNppNet",
+    "SiamRPNppTracker",
     "build_network",
-    "complete_bn_counters",
     "detect_backbone",
     "import_pysot_siamrpnpp",
 ]

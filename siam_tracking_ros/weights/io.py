@@ -166,3 +166,15 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], variant
         raise WeightsError(f"weights do not fit the '{variant}' network: {detail}")
     converted = {k: v.to(own[k].dtype) for k, v in state.items()}
     model.load_state_dict(converted, strict=True)
+
+
+def add_missing_bn_counters(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of ``state`` with ``num_batches_tracked`` (0) added for every batch norm lacking it.
+
+    Checkpoints saved before PyTorch 0.4.1 (e.g. DaSiamRPN's, SiamMask's) have no such buffers.
+    """
+    out = dict(state)
+    for key in [k for k in state if k.endswith(".running_mean")]:
+        counter = key.removesuffix("running_mean") + "num_batches_tracked"
+        out.setdefault(counter, torch.zeros((), dtype=torch.long))
+    return out

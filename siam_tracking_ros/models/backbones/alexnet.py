@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+# re-exported for siam_tracking_ros.trackers.siamfc; new code imports it from weights.io
+from siam_tracking_ros.weights.io import add_missing_bn_counters as add_missing_bn_counters
+
 BASE_WIDTHS = (96, 256, 384, 384, 256)
 
 
@@ -91,17 +94,6 @@ class AlexNet(nn.Module):
 #: index of each stage's conv and batch norm inside pysot's ``features`` / DaSiamRPN's
 #: ``featureExtract`` sequential: (conv, bn) per stage
 SEQUENTIAL_INDICES = ((0, 1), (4, 5), (8, 9), (11, 12), (14, 15))
-
-
-def add_missing_bn_counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add ``num_batches_tracked`` (0) for every batch norm of ``state`` that lacks it.
-
-    Checkpoints saved before PyTorch 0.4.1 (e.g. DaSiamRPN's) have no such buffers.
-    """
-    for key in [k for k in state if k.endswith(".running_mean")]:
-        counter = key.removesuffix("running_mean") + "num_batches_tracked"
-        state.setdefault(counter, torch.zeros((), dtype=torch.long))
-    return state
 
 
 def sequential_to_stages(state: Mapping[str, torch.Tensor], source: str, target: str
