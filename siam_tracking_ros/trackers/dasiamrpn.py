@@ -202,6 +202,9 @@ class DaSiamRPNTracker(SiamRPNTracker):
     def _search_size(self) -> int:
         return self.instance_size  # the growing global search sets it
 
+    def _window_influence(self) -> float:
+        return 0.0 if self._lost else self.config.window_influence  # no window while lost
+
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         super()._init(frame, box)
         z_f = self.features[0]
@@ -256,7 +259,7 @@ class DaSiamRPNTracker(SiamRPNTracker):
         region = self.search_region()
         scale_z = region.scale_z
         out = self._search(frame, region, return_features=cfg.distractor_aware)
-        props = self.proposals(out, scale_z, use_window=not self._lost)
+        props = self.proposals(out, scale_z)
         if cfg.distractor_aware:
             best, candidates = self.select(props, out["x_f"])
         else:

@@ -125,10 +125,11 @@ class SiamMaskTracker(SiamRPNppTracker):
     def _mask_sub_box(self, decision: Decision, row: int, col: int) -> tuple[float, float, float, float]:
         """Frame region ``(x, y, side, side)`` that the refined mask of cell ``(row, col)`` covers."""
         cfg = self.config
-        s = decision.crop_side / decision.instance_size
+        region = decision.region
+        s = region.side / region.instance_size
         step = cfg.anchor_stride * s
-        return (decision.crop_origin[0] + (col - cfg.base_size / 2) * step,
-                decision.crop_origin[1] + (row - cfg.base_size / 2) * step,
+        return (region.origin[0] + (col - cfg.base_size / 2) * step,
+                region.origin[1] + (row - cfg.base_size / 2) * step,
                 s * cfg.exemplar_size, s * cfg.exemplar_size)
 
     def _track(self, frame: np.ndarray) -> TrackResult:

@@ -8,7 +8,13 @@ Per frame (pysot ``SiamRPNTracker``): crop ``s_x = s_z * instance / exemplar`` a
 decode every anchor's box, multiply the foreground probability by the scale/ratio change penalty
 (``penalty_k``), blend with a cosine window (``window_influence``), take the best proposal and move
 towards it with rate ``lr * penalty * score``. The reported score is the softmax foreground
-probability of the chosen anchor.
+probability of the chosen anchor. Box deltas are decoded with ``dw, dh`` clamped to
+``±MAX_LOG_SCALE`` (NaN/inf -> 0).
+
+:class:`SiamRPNTracker` is the one RPN tracking loop of the package: ``siamrpn`` and ``siamdw``
+(rpn head) use it as is, ``dasiamrpn`` (distractors, growing search), ``c_rpn`` (cascade decoding),
+``siamrpnpp`` (long-term switch) and ``siammask`` (mask of the chosen cell) subclass it. It runs
+any network whose ``search`` returns ``{"cls", "loc"}`` (:class:`RPNNet` is backbone + one head).
 """
 
 from __future__ import annotations
@@ -180,16 +186,15 @@ class SearchRegion:
 
 @dataclass
 class Decision:
-    """The chosen proposal of one frame, in source pixels (``box``: its part inside the frame)."""
+    """The chosen proposal of one frame: ``box`` (source pixels, its part inside the frame), its
+    scores, its anchor-major ``index`` on the ``score_size`` map and the search ``region``."""
 
     box: tuple[float, float, float, float]
     score: float
     pscore: float
     index: int
     score_size: int
-    crop_origin: tuple[float, float]
-    crop_side: float
-    instance_size: int
+    region: SearchRegion
 
 
 class SiamRPNTracker(SiameseTracker):
@@ -252,6 +257,7 @@ class SiamRPNTracker(SiameseTracker):
         return self.config.lost_instance_size if self._searching_globally() else self.instance_size
 
     def _window_influence(self) -> float:
+        """Weight of the cosine window in the proposal ranking for the next frame."""
         return LOST_WINDOW_INFLUENCE if self._searching_globally() else self.config.window_influence
 
     def search_region(self) -> SearchRegion:
@@ -288,7 +294,7 @@ class SiamRPNTracker(SiameseTracker):
         valid = np.ones(score.shape[0], dtype=bool)
         return score.double().cpu().numpy(), boxes.double().cpu().numpy(), valid
 
-    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, use_window: bool = True,
+    def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float,
                   instance_size: int | None = None) -> Proposals:
         """Decode, penalise and window every anchor of the network output (invalid ones: -1).
 
@@ -299,10 +305,8 @@ class SiamRPNTracker(SiameseTracker):
         score_np, boxes_np, valid = self.decode(out, geometry.anchors)
         target = self.size * scale_z
         penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
-        pscore = penalty * score_np
-        if use_window:
-            influence = self._window_influence()
-            pscore = pscore * (1 - influence) + geometry.window * influence
+        influence = self._window_influence()
+        pscore = penalty * score_np * (1 - influence) + geometry.window * influence
         return Proposals(score_np, boxes_np, penalty, np.where(valid, pscore, -1.0))
 
     def score_proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, instance_size: int
@@ -338,8 +342,7 @@ class SiamRPNTracker(SiameseTracker):
         if self.long_term:
             self._update_lost(score)
         decision = Decision(box_in_frame(cx, cy, w, h, frame.shape), score, float(props.pscore[best]),
-                            best, self.geometry(region.instance_size).score_size, region.origin,
-                            region.side, region.instance_size)
+                            best, self.geometry(region.instance_size).score_size, region)
         return decision, out
 
     def _update_lost(self, score: float) -> None:
@@ -351,7 +354,7 @@ class SiamRPNTracker(SiameseTracker):
     def _track(self, frame: np.ndarray) -> TrackResult:
         decision, _ = self._decide(frame)
         return TrackResult(decision.box, decision.score,
-                           extra={"pscore": decision.pscore, "instance_size": decision.instance_size,
+                           extra={"pscore": decision.pscore, "instance_size": decision.region.instance_size,
                                   "lost": self._lost})
 
 
