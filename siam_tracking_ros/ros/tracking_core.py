@@ -246,8 +246,11 @@ class TrackingEngine:
         if callable(global_search):
             # back to the configured mode (a variant may run long-term search all the time)
             configured = bool(getattr(self.tracker.config, "long_term", False))
-            global_search(enabled or configured)
-            return
+            try:
+                global_search(enabled or configured)
+                return
+            except ValueError as exc:  # the variant has the method but not the mode
+                self._log("warn", f"no global search while LOST: {_reason(exc)}")
         set_scale = getattr(self.tracker, "set_search_scale", None)
         if callable(set_scale):
             set_scale(self.policy.lost_search_scale if enabled else 1.0)

@@ -34,15 +34,11 @@ from siam_tracking_ros.core.geometry import (
     frame_mean,
 )
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.alexnet import (
-    AlexNet,
-    add_missing_bn_counters,
-    pysot_alexnet,
-    siamfc_alexnet,
-)
+from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, siamfc_alexnet
 from siam_tracking_ros.models.heads.fc import FCHead
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 
 @dataclass

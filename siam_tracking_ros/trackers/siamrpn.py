@@ -309,12 +309,6 @@ class SiamRPNTracker(SiameseTracker):
         pscore = penalty * score_np * (1 - influence) + geometry.window * influence
         return Proposals(score_np, boxes_np, penalty, np.where(valid, pscore, -1.0))
 
-    def score_proposals(self, out: Mapping[str, torch.Tensor], scale_z: float, instance_size: int
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`proposals` as a tuple ``(score, boxes, penalty, pscore)``."""
-        props = self.proposals(out, scale_z, instance_size=instance_size)
-        return props.score, props.boxes, props.penalty, props.pscore
-
     def update_state(self, props: Proposals, best: int, scale_z: float,
                      frame_shape: tuple[int, ...], move: bool = True) -> tuple[float, float, float, float]:
         """Move the target towards proposal ``best`` (unless ``move`` is false) and clip it to the

@@ -87,6 +87,17 @@ def test_lost_state_switches_global_search_and_back(frames) -> None:
     assert engine.tracker.long_term is False  # back to the configured mode
 
 
+def test_lost_without_a_global_mode_keeps_tracking(frames) -> None:
+    """SiamMask has enable_global_search but no long-term mode: LOST must not break the engine."""
+    images, boxes = frames
+    engine = TrackingEngine(LostPolicy(score_threshold=1.01, lost_frames=1))
+    assert engine.load_now(ModelRequest("siammask", "random", "cpu"))[0]
+    assert engine.init(images[0], boxes[0])[0]
+    states = [engine.step(images[i]).state for i in (1, 2)]
+    assert states == [TargetState.LOST, TargetState.LOST]
+    assert engine.tracker.initialized
+
+
 def test_failed_reload_keeps_the_model_and_reset_clears(frames, tmp_path) -> None:
     images, boxes = frames
     engine = TrackingEngine()

@@ -147,7 +147,8 @@ def test_proposal_scoring_matches_pysot_formulas() -> None:
     cls = torch.randn(1, 10, 25, 25, generator=generator)
     loc = torch.randn(1, 20, 25, 25, generator=generator) * 0.3
     cls[0, 5 + 2, 3, 9] = 9.0  # anchor 2 (ratio 1) at row 3, col 9 is surely foreground
-    score, boxes, _, pscore = tracker.score_proposals({"cls": cls, "loc": loc}, 1.7, 255)
+    props = tracker.proposals({"cls": cls, "loc": loc}, 1.7, instance_size=255)
+    score, boxes, pscore = props.score, props.boxes, props.pscore
     ref_score, ref_boxes, ref_pscore = _pysot_reference_scores(cls, loc, (40.0, 20.0), 1.7, 0.04, 0.4)
     np.testing.assert_allclose(score, ref_score, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(boxes, ref_boxes, rtol=1e-5, atol=1e-4)

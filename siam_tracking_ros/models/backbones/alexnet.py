@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 # re-exported for siam_tracking_ros.trackers.siamfc; new code imports it from weights.io
-from siam_tracking_ros.weights.io import add_missing_bn_counters as add_missing_bn_counters
 
 BASE_WIDTHS = (96, 256, 384, 384, 256)
 
