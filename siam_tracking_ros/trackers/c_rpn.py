@@ -10,9 +10,10 @@ from the boxes of stage ``l - 1``. The last stage's foreground probability and b
 through SiamRPN's scale/ratio penalty, cosine window and size smoothing
 (:class:`~siam_tracking_ros.trackers.siamrpn.SiamRPNTracker`).
 
-Training: ``search`` also returns ``cls``/``loc`` = stage 1 (fixed anchors), so the standard RPN
-objective trains stage 1; training stages 2-3 needs labels assigned to each stage's refined
-anchors among the survivors of the filter (see the variants document).
+Training: ``head_kind = "cascade_rpn"`` selects the cascade objective
+(:mod:`siam_tracking_ros.train.objectives.cascade_rpn`): every stage is labelled against its own
+anchors (stage k: the boxes stage k-1 regressed, among the survivors of the negative-anchor
+filter) and the stage losses are summed.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class CRPNNet(nn.Module):
     ``search`` returns ``{"cls", "loc"}`` of stage 1 and ``{"cls_stages", "loc_stages"}`` of all.
     """
 
-    head_kind = "rpn"
+    head_kind = "cascade_rpn"
 
     def __init__(self, config: CRPNConfig) -> None:
         super().__init__()

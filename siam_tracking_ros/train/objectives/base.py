@@ -145,7 +145,7 @@ def probe_outputs(model: nn.Module, exemplar_size: int, instance_size: int,
     x = torch.zeros(1, 3, instance_size, instance_size, device=device)
     out = model(z, x)
     model.train(was_training)
-    return {k: tuple(v.shape) for k, v in out.items()}
+    return {k: tuple(v.shape) for k, v in out.items() if isinstance(v, torch.Tensor)}
 
 
 def geometry_from(config: Any, model: nn.Module | None = None, device: torch.device | str = "cpu",
