@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from siam_tracking_ros.core.geometry import iou_xywh
+
 #: IoU thresholds of the success plot (0, 0.05, ..., 1)
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 #: centre-error thresholds of the precision plot, pixels (0..50)
@@ -31,15 +33,7 @@ def box_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Row-wise IoU of ``xywh`` boxes; 0 where the prediction is empty or not finite."""
     pred = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(pred[:, 0], gt[:, 0])
-    y1 = np.maximum(pred[:, 1], gt[:, 1])
-    x2 = np.minimum(pred[:, 0] + pred[:, 2], gt[:, 0] + gt[:, 2])
-    y2 = np.minimum(pred[:, 1] + pred[:, 3], gt[:, 1] + gt[:, 3])
-    inter = np.clip(x2 - x1, 0.0, None) * np.clip(y2 - y1, 0.0, None)
-    union = pred[:, 2] * pred[:, 3] + gt[:, 2] * gt[:, 3] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    iou = np.where(valid_rows(pred), iou, 0.0)
+    iou = np.where(valid_rows(pred), iou_xywh(pred, gt), 0.0)
     return np.clip(np.nan_to_num(iou, nan=0.0), 0.0, 1.0)
 
 

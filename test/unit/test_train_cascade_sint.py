@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import default_collate
 
 from siam_tracking_ros.core.anchors import MAX_LOG_SCALE, decode_deltas, flatten_loc, generate_anchors
+from siam_tracking_ros.core.geometry import iou_xywh
 from siam_tracking_ros.data.sequences import load_sequence
 from siam_tracking_ros.models.heads.cascade_rpn import background_probability
 from siam_tracking_ros.trackers.registry import build_tracker
@@ -19,7 +20,7 @@ from siam_tracking_ros.train.augment import AugmentSpec, make_patch
 from siam_tracking_ros.train.config import config_from_dict
 from siam_tracking_ros.train.objectives import HeadGeometry, geometry_from, make_objective
 from siam_tracking_ros.train.objectives.rpn import anchor_iou
-from siam_tracking_ros.train.objectives.sint import box_iou_xywh, template_box
+from siam_tracking_ros.train.objectives.sint import template_box
 from siam_tracking_ros.train.pairs import PairDataset, PairSampler, PairSpec
 from siam_tracking_ros.train.sources import Source, sequence_tracks
 from siam_tracking_ros.train.trainer import Trainer
@@ -163,7 +164,8 @@ def test_sint_candidate_labels() -> None:
     targets = obj.assign(box, False, np.random.default_rng(0))
     corners, labels = targets["candidates"], targets["candidate_label"]
     assert corners.shape == (64, 4) and (labels == 1).sum() == 16 and (labels == 0).sum() == 48
-    iou = box_iou_xywh(np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], 1), box)
+    xywh = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], 1)
+    iou = iou_xywh(xywh, np.asarray(box)[None])
     assert (iou[labels == 1] > 0.7).all() and (iou[labels == 0] < 0.5).all()
     negative = obj.assign(box, True, np.random.default_rng(0))["candidate_label"]
     assert (negative == 1).sum() == 0 and (negative == 0).sum() == 48

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from siam_tracking_ros.core.geometry import iou_xywh
 from siam_tracking_ros.models.heads.roi_embedding import SINTBackbone, SINTNet
 from siam_tracking_ros.train.objectives.base import HeadGeometry, Objective, Targets, register_objective
-from siam_tracking_ros.train.objectives.rpn import anchor_iou
 from siam_tracking_ros.train.sint_pp.policy import contrastive_loss
 
 #: candidate draws per wanted candidate (rejection sampling by IoU)
@@ -49,12 +49,6 @@ def template_box(aspect: float, exemplar_size: int, context: float) -> np.ndarra
     height = aspect * width
     centre = exemplar_size / 2.0
     return np.array([centre - width / 2, centre - height / 2, centre + width / 2, centre + height / 2])
-
-
-def box_iou_xywh(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of ``boxes (M, 4)`` xywh with one ``box`` xywh."""
-    centres = boxes[:, :2] + boxes[:, 2:] / 2
-    return anchor_iou(np.concatenate([centres, boxes[:, 2:]], axis=1).T, box)
 
 
 def jitter_boxes(box: np.ndarray, count: int, shift: float, log_scale: float,
@@ -130,7 +124,7 @@ class SINTObjective(Objective):
         near = jitter_boxes(box, OVERSAMPLE * opts["pos_num"], 0.15, 0.15, rng)
         far = scattered_boxes(box, OVERSAMPLE * opts["neg_num"], self.geometry.instance_size, rng)
         pool = np.concatenate([near, far])
-        iou = box_iou_xywh(pool, box)
+        iou = iou_xywh(pool, np.asarray(box)[None])
         if negative:
             positives = np.zeros((0, 4))
             negatives = pool[rng.permutation(len(pool))[:opts["neg_num"]]]
