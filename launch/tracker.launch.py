@@ -12,7 +12,7 @@ namespace, lifecycle (true: the managed node, left unconfigured), video (empty: 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -38,7 +38,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="weights file; empty = the variant's packaged default"),
         DeclareLaunchArgument(
             "params_file",
-            default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", [tracker, ".yaml"]]),
+            default_value=[FindPackageShare(PACKAGE), "/config/", tracker, ".yaml"],
             description="parameter file (default: config/<tracker>.yaml of this package)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
         DeclareLaunchArgument("lifecycle", default_value="false",
