@@ -26,6 +26,6 @@ setup(
     package_data={"siam_tracking_ros": ["weights/data/*.safetensors", "trackers/configs/*.yaml"]},
     install_requires=["numpy", "opencv-python-headless", "pyyaml", "safetensors", "tqdm",
                       "matplotlib", "torch"],
-    extras_require={"test": ["pytest<9", "ruff"]},
+    extras_require={"test": ["pytest>=8,<8.4", "ruff"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -1,7 +1,9 @@
 """launch/tracker.launch.py started with launch_pytest (real ROS 2 installs only).
 
 launch, launch_ros and launch_pytest are not installable from PyPI (only from a ROS 2 install),
-so the launch test skips cleanly without them.
+so the launch test skips cleanly without them. Checked passing with ros2/launch 3.7.1 (launch,
+launch_pytest, launch_testing) and launch_ros from source on pytest 8.3.5; launch_pytest fails at
+collection on pytest >= 8.4 (hence the pytest pin in requirements.txt).
 """
 
 from __future__ import annotations
