@@ -31,6 +31,14 @@ def sequences_dir() -> Path:
     return SEQUENCES
 
 
+@pytest.fixture(scope="module")
+def crossing(sequences_dir: Path):
+    """The real otb_Crossing sequence (120 frames, 360x240)."""
+    from siam_tracking_ros.data.sequences import load_otb_sequence
+
+    return load_otb_sequence(sequences_dir / "otb_Crossing")
+
+
 @pytest.fixture(scope="session")
 def nanotrack_dir() -> Path:
     if not NANOTRACK_DIR.is_dir():

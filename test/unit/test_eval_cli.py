@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.data.sequences import Sequence, load_otb_sequence
+from siam_tracking_ros.data.sequences import Sequence
 from siam_tracking_ros.eval import cli, factory
 from siam_tracking_ros.eval.baselines import BASELINES, build_baseline
 from siam_tracking_ros.eval.runner import run_ope, run_supervised, supervised_overlaps
 
 FRAMES = 12
-
-
-@pytest.fixture(scope="module")
-def crossing(sequences_dir: Path) -> Sequence:
-    return load_otb_sequence(sequences_dir / "otb_Crossing")
 
 
 @pytest.fixture

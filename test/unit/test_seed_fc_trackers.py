@@ -9,18 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from siam_tracking_ros.data.sequences import Sequence, load_otb_sequence
+from siam_tracking_ros.data.sequences import Sequence
 from siam_tracking_ros.trackers import build_tracker, get_spec, list_trackers
 from siam_tracking_ros.weights.io import WeightsError, save_weights
 
 VARIANTS = ["cfnet", "dsiam", "rasnet", "sa_siam", "siam_bm"]
 #: a smaller search crop (5x5 responses) keeps each test within a few seconds on 2 shared cores
 SMALL = {"instance_size": 159}
-
-
-@pytest.fixture(scope="module")
-def crossing(sequences_dir: Path) -> Sequence:
-    return load_otb_sequence(sequences_dir / "otb_Crossing")
 
 
 def _build(name: str, **overrides: object):

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from siam_tracking_ros.core.geometry import crop_subwindow
-from siam_tracking_ros.data.sequences import Sequence, load_otb_sequence
+from siam_tracking_ros.data.sequences import Sequence
 from siam_tracking_ros.models.heads.attention import weighted_xcorr
 from siam_tracking_ros.models.heads.cf_layer import center_crop
 from siam_tracking_ros.trackers import build_tracker
 from siam_tracking_ros.trackers.siam_bm import rotated_crops
 
 SMALL = {"instance_size": 159}
-
-
-@pytest.fixture(scope="module")
-def crossing(sequences_dir: Path) -> Sequence:
-    return load_otb_sequence(sequences_dir / "otb_Crossing")
 
 
 def _build(name: str, **overrides: object):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from siam_tracking_ros.data.sequences import load_otb_sequence
 from siam_tracking_ros.models.heads.roi_embedding import RidgeBoxRegressor, roi_align, roi_max_pool
 from siam_tracking_ros.trackers.registry import build_tracker
 from siam_tracking_ros.trackers.sint import flow_coverage, flow_filter, radial_candidates
@@ -134,11 +133,6 @@ def test_ridge_regressor_recovers_a_linear_correction() -> None:
     regressor.fit(features, proposals, target)
     after = regressor.predict(features, proposals)
     torch.testing.assert_close(after, target.expand(40, 4), atol=1e-3, rtol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def crossing(sequences_dir):
-    return load_otb_sequence(sequences_dir / "otb_Crossing")
 
 
 @pytest.mark.shared_data

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from siam_tracking_ros.data.sequences import load_otb_sequence
 from siam_tracking_ros.trackers.registry import build_tracker, list_trackers, make_config
 
 # small widths keep these tests fast; the architecture is the same as the defaults
@@ -77,11 +76,6 @@ def test_sint_network_contract() -> None:
     with torch.no_grad():
         self_match = net.search(net.template(z[:1]), z[:1])["score"]
     torch.testing.assert_close(self_match, torch.ones(1))
-
-
-@pytest.fixture(scope="module")
-def crossing(sequences_dir):
-    return load_otb_sequence(sequences_dir / "otb_Crossing")
 
 
 @pytest.mark.shared_data
