@@ -150,9 +150,10 @@ def test_bad_images_are_skipped_and_node_keeps_serving(setup) -> None:
 
     bad = [raw("bayer_rggb8", 240, 360, 360, 240 * 360, 1), raw("bgr8", 240, 360, 1080, 1000, 2),
            raw("bgr8", 0, 0, 0, 0, 3)]
-    for msg in bad:
+    # one at a time: the newest-frame mailbox may rightly drop a bad frame that a newer one overtakes
+    for count, msg in enumerate(bad, start=1):
         probe.image_pub.publish(msg)
-    assert wait_for(lambda: node.runtime.bad_frames >= before + 3)
+        assert wait_for(lambda: node.runtime.bad_frames >= before + count), msg.encoding
     assert not any(probe.objects_for(i) for i in (1, 2, 3))
     msg = probe.send_and_wait(frames[4], 4)
     assert msg.state == TrackedObject.TRACKING
