@@ -153,7 +153,7 @@ def test_bad_images_are_skipped_and_node_keeps_serving(setup) -> None:
     # one at a time: the newest-frame mailbox may rightly drop a bad frame that a newer one overtakes
     for count, msg in enumerate(bad, start=1):
         probe.image_pub.publish(msg)
-        assert wait_for(lambda: node.runtime.bad_frames >= before + count), msg.encoding
+        assert wait_for(lambda n=before + count: node.runtime.bad_frames >= n), msg.encoding
     assert not any(probe.objects_for(i) for i in (1, 2, 3))
     msg = probe.send_and_wait(frames[4], 4)
     assert msg.state == TrackedObject.TRACKING
