@@ -63,6 +63,9 @@ class ScheduleConfig:
     decay_by_time: bool = False
     #: keep BatchNorm layers in eval mode (running statistics fixed), for fine-tuning small batches
     freeze_bn: bool = False
+    #: keep an exponential moving average of the weights (and BN statistics) with this decay per
+    #: step; validation and export then use the average (smoother than any single step); None = off
+    ema_decay: float | None = None
 
 
 @dataclass

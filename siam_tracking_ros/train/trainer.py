@@ -148,6 +148,7 @@ class Trainer:
         self._train_mode()
         self._freeze(config.schedule.frozen)
         self.net = self._wrap(self.model)
+        self.ema = self._ema()
         self.optimizer = self._optimizer()
         self.amp_dtype, self.scaler = self._amp()
         sources = build_sources(config.datasets)
@@ -184,6 +185,21 @@ class Trainer:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
+
+    def _ema(self) -> torch.optim.swa_utils.AveragedModel | None:
+        decay = self.config.schedule.ema_decay
+        if decay is None:
+            return None
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"schedule.ema_decay must be in (0, 1), got {decay}")
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @property
+    def exported_model(self) -> nn.Module:
+        """The weights that validation and export use: the moving average when on, else the model."""
+        return self.model if self.ema is None else self.ema.module
 
     def _optimizer(self) -> torch.optim.Optimizer:
         sched = self.config.schedule
@@ -255,6 +271,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return {"loss": float(loss.detach()), "lr": lr, **{k: float(v) for k, v in parts.items()}}
 
     # --- loop ---------------------------------------------------------------------------------
@@ -287,7 +305,7 @@ class Trainer:
                 self.elapsed = time.monotonic() - start
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{numbers['loss']:.3f}")
+                    bar.set_postfix(loss=f"{numbers['loss']:.3f}", refresh=False)
                 if self.step % self.config.log_every == 0:
                     rate = self.config.log_every * self.config.schedule.batch_size * self.dist.world
                     self._log_train(numbers, rate / max(time.monotonic() - window, 1e-9))
@@ -345,6 +363,8 @@ class Trainer:
                  "config": json.dumps(config_to_dict(self.config), default=str)}
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         path = folder / "last.pt"
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -358,6 +378,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.best_auc = float(state["best_auc"])
@@ -368,7 +390,7 @@ class Trainer:
 
         half = self.config.export_half if half is None else half
         extra = {"trained_steps": str(self.step), "trained_by": "siam-train"}
-        return save_weights(path, self.model.state_dict(), self.config.variant, self.tracker_config,
+        return save_weights(path, self.exported_model.state_dict(), self.config.variant, self.tracker_config,
                             half=half, extra=extra)
 
     def validate(self) -> dict[str, float] | None:

@@ -135,3 +135,32 @@ def test_other_head_kinds_train_one_step(variant: str, sequences_dir: Path, tmp_
     assert float(parts["loss"]) > 0
     if variant == "siammask":
         assert float(parts["mask"]) > 0
+
+
+def test_ema_weights_are_the_average_and_are_what_gets_exported(sequences_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    data = _config(sequences_dir, tmp_path / "run")
+    data["schedule"]["ema_decay"] = 0.5
+    trainer = Trainer(config_from_dict(data))
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    trained = trainer.model.state_dict()
+    averaged = trainer.ema.module.state_dict()
+    name = next(k for k, v in start.items() if v.is_floating_point() and not torch.equal(v, trained[k]))
+    # after two steps at decay 0.5: avg = 0.5 * (0.5 * w0 + 0.5 * w1) + 0.5 * w2, so it lies between
+    assert not torch.equal(averaged[name], trained[name])
+    assert not torch.equal(averaged[name], start[name])
+    exported = load_file(str(trainer.export(tmp_path / "ema.safetensors", half=False)))
+    key = next(k for k in exported if k.endswith(name) or k == name)
+    assert torch.equal(exported[key], averaged[name])
+    resumed = Trainer(config_from_dict(data), resume=tmp_path / "run" / "checkpoints" / "last.pt")
+    for key, value in averaged.items():
+        assert torch.equal(resumed.ema.module.state_dict()[key], value), key
+
+
+def test_ema_decay_out_of_range_is_refused(sequences_dir: Path, tmp_path: Path) -> None:
+    data = _config(sequences_dir, tmp_path / "run")
+    data["schedule"]["ema_decay"] = 1.5
+    with pytest.raises(ValueError, match="ema_decay"):
+        Trainer(config_from_dict(data))
