@@ -29,7 +29,8 @@ def test_config_parses_and_its_objective_exists(path: Path, monkeypatch: pytest.
     monkeypatch.setattr(CRPNNet, "head_kind", "cascade_rpn")  # no-op once c_rpn.py declares it
     config = load_config(path)
     assert config.variant in list_trackers()
-    assert config.init_weights is None  # shipped weights are trained from scratch
+    # shipped weights are trained from scratch, or continue one of our own runs (never ../shared)
+    assert config.init_weights is None or config.init_weights.startswith("runs/")
     assert config.export_to == f"siam_tracking_ros/weights/data/{config.variant}.safetensors"
     assert set(config.validation.sequences) == HELD_OUT
     for dataset in config.datasets:
