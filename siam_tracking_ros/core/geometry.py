@@ -150,26 +150,99 @@ class FrameUploader:
         return self._float
 
 
+class SubwindowCropper:
+    """Device-side square crops with the geometry of :func:`crop_subwindow_numpy`, buffers kept.
+
+    One cropper serves one ``(out_size, count)`` pair: ``count`` crops around one centre (several
+    scales) come out of one ``grid_sample`` call as ``(count, C, out, out)``. Pixels outside the
+    frame take ``pad_value``: the crop samples the frame with zero padding and adds ``pad_value``
+    times the sampling weight that fell outside (separable, in closed form), so no frame-sized
+    temporary is made. Resizing is bilinear with half-pixel centres, as ``cv2.resize`` does. The
+    sampling grid, weights and window parameters live in buffers allocated once per device and
+    dtype; only ``grid_sample``'s output is new each call (served by torch's caching allocator).
+    """
+
+    def __init__(self, out_size: int, count: int = 1) -> None:
+        self.out_size, self.count = int(out_size), int(count)
+        self._key: tuple[torch.device, torch.dtype] | None = None
+        self._host = np.zeros((self.count, 3), dtype=np.float64)
+
+    def _allocate(self, device: torch.device, dtype: torch.dtype) -> None:
+        count, out = self.count, self.out_size
+        self._steps = torch.arange(out, device=device, dtype=dtype) + 0.5
+        self._params = torch.empty((count, 3), device=device, dtype=dtype)
+        self._pixels = torch.empty((2, count, out), device=device, dtype=dtype)
+        self._inside = torch.empty((2, count, out), device=device, dtype=dtype)
+        self._spare = torch.empty((2, count, out), device=device, dtype=dtype)
+        self._grid = torch.empty((count, out, out, 2), device=device, dtype=dtype)
+        self._outside = torch.empty((count, 1, out, out), device=device, dtype=dtype)
+        self._key = (device, dtype)
+
+    def __call__(self, frame: torch.Tensor, center: Sequence[float], crop_sizes: Sequence[float],
+                 pad_value: torch.Tensor) -> torch.Tensor:
+        """``frame (1, C, H, W)`` float, ``pad_value (C,)`` -> ``(count, C, out, out)``."""
+        if len(crop_sizes) != self.count:
+            raise ValueError(f"cropper made for {self.count} crop(s), got {len(crop_sizes)} sizes")
+        _, channels, height, width = frame.shape
+        if self._key != (frame.device, frame.dtype):
+            self._allocate(frame.device, frame.dtype)
+        for i, size in enumerate(crop_sizes):
+            xmin, ymin = crop_window(center, size)
+            self._host[i] = (round(size) / self.out_size, xmin, ymin)
+        self._params.copy_(torch.from_numpy(self._host), non_blocking=False)
+        # pixel coordinates of the sample points: corner + (i + 0.5) * scale - 0.5, per axis
+        torch.mul(self._steps, self._params[:, 0:1], out=self._pixels[0])
+        self._pixels[0].sub_(0.5)
+        torch.add(self._pixels[0], self._params[:, 2:3], out=self._pixels[1])
+        self._pixels[0].add_(self._params[:, 1:2])
+        self._weights_inside(width, height)
+        self._fill_grid(width, height)
+        patch = F.grid_sample(frame.expand(self.count, channels, height, width), self._grid,
+                              mode="bilinear", padding_mode="zeros", align_corners=False)
+        torch.mul(self._inside[1][:, :, None], self._inside[0][:, None, :], out=self._outside[:, 0])
+        self._outside.neg_().add_(1.0)
+        return patch.addcmul_(pad_value.to(frame.dtype).view(1, -1, 1, 1), self._outside)
+
+    def _weights_inside(self, width: int, height: int) -> None:
+        """Bilinear weight a sample puts on in-frame pixels: clamp(min(p + 1, size - p), 0, 1)."""
+        for axis, size in enumerate((width, height)):
+            torch.add(self._pixels[axis], 1.0, out=self._inside[axis])
+            torch.sub(size, self._pixels[axis], out=self._spare[axis])
+            torch.minimum(self._inside[axis], self._spare[axis], out=self._inside[axis])
+        self._inside.clamp_(0.0, 1.0)
+
+    def _fill_grid(self, width: int, height: int) -> None:
+        """Normalised ``grid_sample`` coordinates (align_corners=False): (2p + 1) / size - 1."""
+        count, out = self.count, self.out_size
+        for axis, size in enumerate((width, height)):
+            torch.mul(self._pixels[axis], 2.0 / size, out=self._spare[axis])
+            self._spare[axis].add_(1.0 / size - 1.0)
+        self._grid[..., 0].copy_(self._spare[0][:, None, :].expand(count, out, out))
+        self._grid[..., 1].copy_(self._spare[1][:, :, None].expand(count, out, out))
+
+
+class CropperCache:
+    """Croppers by ``(out_size, count)``, made on first use: a tracker's steady state allocates none."""
+
+    def __init__(self) -> None:
+        self._croppers: dict[tuple[int, int], SubwindowCropper] = {}
+
+    def __call__(self, frame: torch.Tensor, center: Sequence[float], crop_size: float | Sequence[float],
+                 out_size: int, pad_value: torch.Tensor) -> torch.Tensor:
+        """One crop (``crop_size`` a number) or several around one centre (a sequence)."""
+        sizes = [float(crop_size)] if np.ndim(crop_size) == 0 else [float(v) for v in crop_size]
+        key = (int(out_size), len(sizes))
+        cropper = self._croppers.get(key)
+        if cropper is None:
+            cropper = self._croppers[key] = SubwindowCropper(*key)
+        return cropper(frame, center, sizes, pad_value)
+
+
 def crop_subwindow(frame: torch.Tensor, center: Sequence[float], crop_size: float, out_size: int,
                    pad_value: torch.Tensor) -> torch.Tensor:
-    """Device-side crop with the same geometry as :func:`crop_subwindow_numpy`.
-
-    ``frame`` is ``(1, C, H, W)`` float; ``pad_value`` is ``(C,)``. Pixels outside the frame take
-    ``pad_value`` (sampling ``frame - pad`` with zero padding, then adding ``pad`` back). Resizing is
-    bilinear with half-pixel centres, as ``cv2.resize`` does. Returns ``(1, C, out, out)``.
-    """
-    _, _, height, width = frame.shape
-    side = round(crop_size)
-    xmin, ymin = crop_window(center, crop_size)
-    scale = side / out_size
-    steps = (torch.arange(out_size, device=frame.device, dtype=frame.dtype) + 0.5) * scale - 0.5
-    xs = (2.0 * (xmin + steps) + 1.0) / width - 1.0
-    ys = (2.0 * (ymin + steps) + 1.0) / height - 1.0
-    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).unsqueeze(0)
-    pad = pad_value.to(frame.dtype).view(1, -1, 1, 1)
-    patch = F.grid_sample(frame - pad, grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False)
-    return patch + pad
+    """One device-side crop, ``(1, C, H, W)`` -> ``(1, C, out, out)`` (see :class:`SubwindowCropper`;
+    trackers keep a :class:`CropperCache` instead of calling this every frame)."""
+    return SubwindowCropper(out_size)(frame, center, [crop_size], pad_value)
 
 
 def frame_mean(frame: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siam_tracking_ros.core.geometry import FrameUploader
+from siam_tracking_ros.core.geometry import CropperCache, FrameUploader
 from siam_tracking_ros.core.result import TrackResult
 
 
@@ -55,6 +55,8 @@ class SiameseTracker(ABC):
         self.model = model.to(self.device).eval()
         self.dtype = torch.float32
         self.upload = FrameUploader(self.device)
+        #: device-side crops with kept buffers: ``self.crop(image, center, size(s), out_size, pad)``
+        self.crop = CropperCache()
         self._initialized = False
 
     @property

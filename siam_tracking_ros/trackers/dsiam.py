@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from siam_tracking_ros.core.geometry import crop_subwindow
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.heads.cf_layer import center_crop
 from siam_tracking_ros.models.heads.dsiam_transforms import (
@@ -116,7 +115,7 @@ class DSiamTracker(SiamFCTracker):
     def update_transforms(self, frame: np.ndarray) -> None:
         """Learn V and W from a search-sized crop centred on the current estimate."""
         cfg = self.config
-        x = crop_subwindow(self.upload(frame), self.center, self.x_sz, cfg.instance_size, self.avg_color)
+        x = self.crop(self.upload(frame), self.center, self.x_sz, cfg.instance_size, self.avg_color)
         search = self.model.features(x.to(self.dtype))
         kernels, transforms = self._kernel["kernels"], self._kernel["search_transforms"]
         for index, (first, feats) in enumerate(zip(self._first, search, strict=True)):

@@ -23,7 +23,6 @@ from siam_tracking_ros.core.geometry import (
     clip_box_xywh,
     context_size,
     cosine_window,
-    crop_subwindow,
     crop_subwindow_numpy,
     frame_mean,
     padded_size,
@@ -208,7 +207,7 @@ class NanoTracker(SiameseTracker):
         image = self.upload(frame)
         if self.pad_value is None:
             self.pad_value = frame_mean(image)
-        patch = crop_subwindow(image, self.center - 1.0, side, out_size, self.pad_value)
+        patch = self.crop(image, self.center - 1.0, side, out_size, self.pad_value)
         return patch.to(self.dtype)
 
     def _upload_crop(self, chw: torch.Tensor, out_size: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from siam_tracking_ros.core.geometry import crop_subwindow
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, siamfc_alexnet
 from siam_tracking_ros.trackers.siamfc import SiamFCTracker
 
@@ -72,5 +71,5 @@ class ContextTemplateTracker(SiamFCTracker):
 
     def template_crop(self, image: torch.Tensor) -> torch.Tensor:
         """The search-sized template crop ``(1, 3, instance_size, instance_size)`` of ``image``."""
-        crop = crop_subwindow(image, self.center, self.x_sz, self.config.instance_size, self.avg_color)
+        crop = self.crop(image, self.center, self.x_sz, self.config.instance_size, self.avg_color)
         return crop.to(self.dtype)

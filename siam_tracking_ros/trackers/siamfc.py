@@ -29,8 +29,6 @@ from siam_tracking_ros.core.geometry import (
     clip_box_xywh,
     context_size,
     cosine_window,
-    crop_subwindow,
-    crop_window,
     frame_mean,
 )
 from siam_tracking_ros.core.result import TrackResult
@@ -107,34 +105,6 @@ class SiamFCNet(nn.Module):
         return self.search(self.template(z), x)
 
 
-def crop_multiscale(frame: torch.Tensor, center: Sequence[float], crop_sizes: Sequence[float],
-                    out_size: int, pad_value: torch.Tensor) -> torch.Tensor:
-    """Several square crops around one centre in one ``grid_sample`` call.
-
-    Crop ``i`` has exactly the geometry of ``crop_subwindow(frame, center, crop_sizes[i], ...)``
-    (integer-aligned window, half-pixel bilinear resize, ``pad_value`` outside the frame).
-    ``frame (1, C, H, W)`` -> ``(len(crop_sizes), C, out_size, out_size)``.
-    """
-    _, channels, height, width = frame.shape
-    sides, corners = [], []
-    for size in crop_sizes:
-        sides.append(float(round(size)))
-        corners.append(crop_window(center, size))
-    params = torch.tensor([[s / out_size, x, y] for s, (x, y) in zip(sides, corners, strict=True)],
-                          dtype=frame.dtype, device=frame.device)
-    steps = torch.arange(out_size, dtype=frame.dtype, device=frame.device) + 0.5
-    offsets = steps[None, :] * params[:, 0:1] - 0.5  # (S, out)
-    xs = (2.0 * (params[:, 1:2] + offsets) + 1.0) / width - 1.0
-    ys = (2.0 * (params[:, 2:3] + offsets) + 1.0) / height - 1.0
-    count = len(crop_sizes)
-    grid = torch.stack([xs[:, None, :].expand(count, out_size, out_size),
-                        ys[:, :, None].expand(count, out_size, out_size)], dim=-1)
-    pad = pad_value.to(frame.dtype).view(1, -1, 1, 1)
-    shifted = (frame - pad).expand(count, channels, height, width)
-    patch = F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return patch + pad
-
-
 def box_in_frame(cx: float, cy: float, w: float, h: float,
                  frame_shape: Sequence[int]) -> tuple[float, float, float, float]:
     """The part of the centre/size box that lies inside the frame, as ``(x, y, w, h)``."""
@@ -174,13 +144,13 @@ class SiamFCTracker(SiameseTracker):
     def template_crop(self, image: torch.Tensor) -> torch.Tensor:
         """The exemplar crop ``(1, 3, exemplar_size, exemplar_size)`` of the uploaded frame."""
         cfg = self.config
-        z = crop_subwindow(image, self.center, self.z_sz, cfg.exemplar_size, self.avg_color)
+        z = self.crop(image, self.center, self.z_sz, cfg.exemplar_size, self.avg_color)
         return z.to(self.dtype)
 
     def search_crops(self, image: torch.Tensor) -> torch.Tensor:
         """One search crop per scale candidate, ``(scale_num, 3, instance_size, instance_size)``."""
         sizes = [self.x_sz * f for f in self.scale_factors]
-        return crop_multiscale(image, self.center, sizes, self.config.instance_size, self.avg_color)
+        return self.crop(image, self.center, sizes, self.config.instance_size, self.avg_color)
 
     def responses(self, frame: np.ndarray) -> torch.Tensor:
         """Raw upsampled responses ``(candidates, U, U)`` (float32) for the current state."""

@@ -40,7 +40,6 @@ from siam_tracking_ros.core.geometry import (
     clip_box_xywh,
     context_size,
     cosine_window,
-    crop_subwindow,
     frame_mean,
     scale_ratio_penalty,
 )
@@ -238,7 +237,7 @@ class SiamRPNTracker(SiameseTracker):
         image = self.upload(frame)
         self.avg_color = frame_mean(image).clone()
         s_z = context_size(w, h, cfg.context_amount)
-        z = crop_subwindow(image, self.center, s_z, cfg.exemplar_size, self.avg_color)
+        z = self.crop(image, self.center, s_z, cfg.exemplar_size, self.avg_color)
         self.features = self.model.template(z.to(self.dtype))
         self._features_dtype = self.dtype
         self._lost = False
@@ -276,7 +275,7 @@ class SiamRPNTracker(SiameseTracker):
             self.features = cast_features(self.features, self.dtype)
             self._features_dtype = self.dtype
         image = self.upload(frame)
-        x = crop_subwindow(image, self.center, region.side, region.instance_size, self.avg_color)
+        x = self.crop(image, self.center, region.side, region.instance_size, self.avg_color)
         if return_features:  # only networks that offer them (e.g. for DaSiamRPN's distractors)
             return self.model.search(self.features, x.to(self.dtype), return_features=True)
         return self.model.search(self.features, x.to(self.dtype))

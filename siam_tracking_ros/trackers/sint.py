@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from siam_tracking_ros.core.geometry import crop_subwindow, crop_window, frame_mean
+from siam_tracking_ros.core.geometry import crop_window, frame_mean
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.heads.roi_embedding import RidgeBoxRegressor, SINTNet
 from siam_tracking_ros.trackers.base import SiameseTracker
@@ -168,7 +168,7 @@ class SINTTracker(SiameseTracker):
         """Search crop around the current centre, its top-left corner and frame->crop scale."""
         side = self.crop_side(frame_shape)
         x0, y0 = crop_window(self.center, side)
-        crop = crop_subwindow(image, self.center, side, self.config.search_size, self.avg_color)
+        crop = self.crop(image, self.center, side, self.config.search_size, self.avg_color)
         return crop.to(self.dtype), x0, y0, self.config.search_size / round(side)
 
     @staticmethod

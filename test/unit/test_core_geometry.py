@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from siam_tracking_ros.core.geometry import (
+    CropperCache,
     FrameUploader,
+    SubwindowCropper,
     context_size,
     cosine_window,
     crop_subwindow,
     crop_subwindow_numpy,
+    crop_window,
     scale_ratio_penalty,
 )
-from siam_tracking_ros.trackers.siamfc import crop_multiscale
 
 
 def textured_frame(height: int = 60, width: int = 80, seed: int = 0) -> np.ndarray:
@@ -74,11 +76,43 @@ def test_multiscale_crop_equals_single_crops() -> None:
     image = FrameUploader(torch.device("cpu"))(frame)
     pad = torch.tensor([1.0, 2.0, 3.0])
     sizes = [40.0 * 1.0375 ** e for e in (-1, 0, 1)]
+    cropper = SubwindowCropper(31, count=3)
     for center in [(40.0, 30.0), (3.0, 57.0)]:
-        batch = crop_multiscale(image, center, sizes, 31, pad)
+        batch = cropper(image, center, sizes, pad)
         assert batch.shape == (3, 3, 31, 31)
         for i, size in enumerate(sizes):
             torch.testing.assert_close(batch[i:i + 1], crop_subwindow(image, center, size, 31, pad))
+
+
+@pytest.mark.parametrize(("center", "crop_size", "out_size"), CROP_CASES)
+def test_closed_form_padding_equals_sampling_the_padded_frame(center: tuple[float, float],
+                                                              crop_size: float, out_size: int) -> None:
+    """Reference: sample (frame - pad) with zero padding, add pad back (a frame-sized temporary)."""
+    frame = textured_frame(seed=5)
+    image = FrameUploader(torch.device("cpu"))(frame).double()
+    pad = torch.tensor([17.0, 99.0, 230.0], dtype=torch.float64)
+    _, _, height, width = image.shape
+    xmin, ymin = crop_window(center, crop_size)
+    steps = (torch.arange(out_size, dtype=torch.float64) + 0.5) * round(crop_size) / out_size - 0.5
+    xs, ys = (2 * (xmin + steps) + 1) / width - 1, (2 * (ymin + steps) + 1) / height - 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None]
+    shifted = image - pad.view(1, 3, 1, 1)
+    reference = torch.nn.functional.grid_sample(shifted, grid, align_corners=False) + pad.view(1, 3, 1, 1)
+    torch.testing.assert_close(crop_subwindow(image, center, crop_size, out_size, pad), reference)
+
+
+def test_cropper_keeps_its_buffers_between_frames() -> None:
+    crop = CropperCache()
+    pad = torch.zeros(3)
+    image = FrameUploader(torch.device("cpu"))(textured_frame())
+    first = crop(image, (30.0, 30.0), 20.0, 16, pad)
+    cropper = next(iter(crop._croppers.values()))
+    grid_ptr = cropper._grid.data_ptr()
+    second = crop(image, (33.5, 28.0), np.float32(22.0), 16, pad)
+    assert len(crop._croppers) == 1 and cropper._grid.data_ptr() == grid_ptr
+    assert not torch.equal(first, second)
+    with pytest.raises(ValueError, match="made for 1 crop"):
+        cropper(image, (30.0, 30.0), [20.0, 21.0], pad)
 
 
 def test_scale_ratio_penalty_hand_worked() -> None:
