@@ -63,6 +63,14 @@ class ScheduleConfig:
     decay_by_time: bool = False
     #: keep BatchNorm layers in eval mode (running statistics fixed), for fine-tuning small batches
     freeze_bn: bool = False
+    #: score-map heads (``FCHead``): keep their correlation scale fixed (as siamfc-pytorch's
+    #: ``out_scale``); a learnt scale takes steps far larger than its value (its gradient is the
+    #: raw correlation) and blows the logits up in the first iterations
+    fix_fc_scale: bool = True
+    #: from random init (no ``init_weights``): set each such scale, and the last layers of RPN
+    #: heads, from one batch so that the first logits are of order one (raw correlations of a
+    #: fresh network are 1e2 to 1e5 and the first losses 1e2 to 1e3 without it)
+    calibrate_output_scale: bool = True
     #: keep an exponential moving average of the weights (and BN statistics) with this decay per
     #: step; validation and export then use the average (smoother than any single step); None = off
     ema_decay: float | None = None

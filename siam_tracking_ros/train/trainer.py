@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import time
@@ -147,6 +148,8 @@ class Trainer:
         self._sync_pair_geometry()
         self._train_mode()
         self._freeze(config.schedule.frozen)
+        if config.schedule.fix_fc_scale:
+            self._freeze_fc_scales()
         self.net = self._wrap(self.model)
         self.ema = self._ema()
         self.optimizer = self._optimizer()
@@ -154,6 +157,8 @@ class Trainer:
         sources = build_sources(config.datasets)
         self.dataset = PairDataset(PairSampler(sources, config.pairs), self.objective,
                                    config.schedule.samples_per_epoch, config.seed)
+        if config.schedule.calibrate_output_scale and not config.init_weights and not resume:
+            self.calibrate_output_scales()
         per_rank = config.schedule.samples_per_epoch // self.dist.world
         self.steps_per_epoch = max(per_rank // config.schedule.batch_size, 1)
         self.total_steps = self.steps_per_epoch * config.schedule.epochs
@@ -177,6 +182,84 @@ class Trainer:
         for name, param in self.model.named_parameters():
             if any(name.startswith(prefix) for prefix in prefixes):
                 param.requires_grad_(False)
+
+    def _fc_heads(self) -> list[nn.Module]:
+        from siam_tracking_ros.models.heads.fc import FCHead
+
+        return [module for module in self.model.modules() if isinstance(module, FCHead)]
+
+    def _freeze_fc_scales(self) -> None:
+        for head in self._fc_heads():
+            head.adjust.weight.requires_grad_(False)
+
+    def _output_scalers(self) -> list[tuple[str, int | None, list[nn.Module]]]:
+        """``output_scalers()`` of the outermost head modules that declare them."""
+        scalers, owners = [], []
+        for module in self.model.modules():
+            if hasattr(module, "output_scalers") and not any(module in set(o.modules()) for o in owners):
+                owners.append(module)
+                scalers += module.output_scalers()
+        return scalers
+
+    def _probe(self, hooks: list[Any]) -> dict[str, Any]:
+        """Forward one batch in training mode; BN statistics are left as they were."""
+        batch_size = min(self.config.schedule.batch_size, 8)
+        items = [self.dataset[i] for i in range(batch_size)]
+        z = torch.stack([torch.as_tensor(item["template"]) for item in items]).float().to(self.device)
+        x = torch.stack([torch.as_tensor(item["search"]) for item in items]).float().to(self.device)
+        buffers = {name: value.clone() for name, value in self.model.named_buffers()}
+        self._train_mode()  # the statistics the first steps will see (BN on batch statistics)
+        try:
+            with torch.no_grad():
+                return self.model(z, x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            for name, value in self.model.named_buffers():
+                value.copy_(buffers[name])
+
+    @torch.no_grad()
+    def calibrate_output_scales(self, cls_std: float = 1.0, loc_std: float = 0.5) -> dict[str, float]:
+        """From random init, make the first outputs of order one: each ``FCHead``'s scale so its
+        score map has std ``cls_std`` (bias zero); each declared RPN scaler so ``cls``-like outputs
+        have std ``cls_std`` and ``loc``-like ones ``loc_std``. One probe batch; rank 0's values
+        on every rank. Returns the factors applied, by name."""
+        fc_heads = {name: module for name, module in self.model.named_modules()
+                    if module in self._fc_heads()}
+        raw: dict[str, torch.Tensor] = {}
+        hooks = [head.adjust.register_forward_hook(
+            lambda _module, inputs, _output, key=name: raw.__setitem__(key, inputs[0].detach()))
+            for name, head in fc_heads.items()]
+        scalers = self._output_scalers()
+        if not fc_heads and not scalers:
+            return {}
+        outputs = self._probe(hooks)
+        applied: dict[str, float] = {}
+        for name, head in fc_heads.items():
+            spread = float(raw[name].std()) if name in raw else 0.0
+            if spread > 0 and math.isfinite(spread):
+                head.adjust.weight.fill_(cls_std / spread)
+                head.adjust.bias.zero_()
+            applied[name] = float(head.adjust.weight.flatten()[0])
+        for key, index, layers in scalers:
+            if not isinstance(outputs, dict) or key not in outputs:
+                continue
+            value = outputs[key] if index is None else outputs[key][index]
+            spread = float(value.detach().float().std())
+            factor = (loc_std if key.startswith("loc") else cls_std) / spread if spread > 0 else 1.0
+            if not math.isfinite(factor):
+                continue
+            for layer in layers:
+                layer.weight.mul_(factor)
+                if layer.bias is not None:
+                    layer.bias.mul_(factor)
+            applied[key if index is None else f"{key}[{index}]"] = factor
+        if self.dist.world > 1:
+            for tensor in self.model.parameters():
+                dist.broadcast(tensor.data, 0)
+        if self.dist.main:
+            print(f"[siam-train] output scales calibrated: {applied}")
+        return applied
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.world <= 1:

@@ -164,3 +164,34 @@ def test_ema_decay_out_of_range_is_refused(sequences_dir: Path, tmp_path: Path) 
     data["schedule"]["ema_decay"] = 1.5
     with pytest.raises(ValueError, match="ema_decay"):
         Trainer(config_from_dict(data))
+
+
+@pytest.mark.parametrize(("variant", "options"), [("siamfc", {}), ("sa_siam", {}), ("siamrpn", {}),
+                                                  ("c_rpn", {}), ("siamrpnpp", {"backbone": "alexnet"})])
+def test_from_scratch_outputs_are_calibrated_to_order_one(variant: str, options: dict, sequences_dir: Path,
+                                                          tmp_path: Path) -> None:
+    from siam_tracking_ros.models.heads.fc import FCHead
+
+    data = _config(sequences_dir, tmp_path / "run", variant=variant, variant_options=options)
+    trainer = Trainer(config_from_dict(data))
+    raw: dict[str, torch.Tensor] = {}
+    heads = [(n, m) for n, m in trainer.model.named_modules() if isinstance(m, FCHead)]
+    hooks = [m.register_forward_hook(lambda _m, _i, out, key=n: raw.__setitem__(key, out)) for n, m in heads]
+    outputs = trainer._probe(hooks)  # the same probe batch the calibration used
+    spreads = [float(out.std()) for out in raw.values()]
+    for key, target in (("cls", 1.0), ("loc", 0.5), ("cls_stages", 1.0), ("loc_stages", 0.5)):
+        values = outputs.get(key, []) if isinstance(outputs, dict) else []
+        for value in values if isinstance(values, list) else [values]:
+            spreads.append(float(value.std()) / target)
+    assert spreads and all(abs(s - 1.0) < 1e-3 for s in spreads), spreads
+    for _, head in heads:  # the score scale stays fixed during training
+        assert not head.adjust.weight.requires_grad and head.adjust.bias.requires_grad
+    first = Trainer(config_from_dict(data)).train_step(next(iter(trainer.loader())))
+    assert first["loss"] < 10.0  # uncalibrated: 1e2 (RPN heads) to 1e3 (CIResNet-22 score map)
+
+
+def test_calibration_can_be_switched_off(sequences_dir: Path, tmp_path: Path) -> None:
+    data = _config(sequences_dir, tmp_path / "run", variant="siamfc", variant_options={})
+    data["schedule"]["calibrate_output_scale"] = False
+    trainer = Trainer(config_from_dict(data))
+    assert float(trainer.model.head.adjust.weight.flatten()[0]) == pytest.approx(0.001)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.core.anchors import MAX_LOG_SCALE, decode_deltas, flatten_cls, flatten_loc
-from siam_tracking_ros.models.heads.rpn import RPNOutput, UpChannelRPN
+from siam_tracking_ros.models.heads.rpn import OutputScaler, RPNOutput, UpChannelRPN
 from siam_tracking_ros.models.necks.feature_transfer import FeatureTransferBlock, resize_to
 
 
@@ -59,6 +59,14 @@ class CascadeRPN(nn.Module):
 
     def forward(self, z_levels: Sequence[torch.Tensor], x_levels: Sequence[torch.Tensor]) -> dict[str, list]:
         return self.search(self.template(z_levels), x_levels)
+
+    def output_scalers(self) -> list[OutputScaler]:
+        """Per stage, the layers scaling its ``cls`` / ``loc`` maps (see :class:`UpChannelRPN`)."""
+        scalers: list[OutputScaler] = []
+        for index, rpn in enumerate(self.rpns):
+            scalers += [("cls_stages", index, [rpn.template_cls_conv]),
+                        ("loc_stages", index, [rpn.loc_adjust])]
+        return scalers
 
 
 def background_probability(cls: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,9 @@ Channel ``c`` of ``cls`` is ``class * K + anchor`` and channel ``c`` of ``loc`` 
 ``coord * K + anchor`` (the layout pysot and DaSiamRPN decode with ``permute(1, 2, 3, 0)``).
 
 Every head splits into ``template(z_f)`` (run once per target) and ``search(kernels, x_f)``
-(run every frame); ``forward(z_f, x_f)`` chains both, as training needs.
+(run every frame); ``forward(z_f, x_f)`` chains both, as training needs. ``output_scalers()``
+names, per network output, the layers that scale it linearly (training from scratch calibrates
+them so the first logits are of order one).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from torch import nn
 from siam_tracking_ros.models.heads.xcorr import xcorr_depthwise, xcorr_up_channel
 
 RPNOutput = tuple[torch.Tensor, torch.Tensor]
+#: ``(output key, index into a per-stage list or None, layers scaling that output linearly)``
+OutputScaler = tuple[str, int | None, list[nn.Module]]
 
 
 class UpChannelRPN(nn.Module):
@@ -58,6 +62,10 @@ class UpChannelRPN(nn.Module):
 
     def forward(self, z_f: torch.Tensor, x_f: torch.Tensor) -> RPNOutput:
         return self.search(self.template(z_f), x_f)
+
+    def output_scalers(self) -> list[OutputScaler]:
+        """Layers whose weight and bias scale the ``cls`` / ``loc`` outputs linearly."""
+        return [("cls", None, [self.template_cls_conv]), ("loc", None, [self.loc_adjust])]
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
@@ -118,6 +126,10 @@ class DepthwiseRPN(nn.Module):
     def forward(self, z_f: torch.Tensor, x_f: torch.Tensor) -> RPNOutput:
         return self.search(self.template(z_f), x_f)
 
+    def output_scalers(self) -> list[OutputScaler]:
+        """Layers whose weight and bias scale the ``cls`` / ``loc`` outputs linearly."""
+        return [("cls", None, [self.cls.head[-1]]), ("loc", None, [self.loc.head[-1]])]
+
 
 class MultiRPN(nn.Module):
     """Fusion of one :class:`DepthwiseRPN` per backbone level (pysot ``MultiRPN``).
@@ -164,3 +176,9 @@ class MultiRPN(nn.Module):
 
     def forward(self, z_fs: Sequence[torch.Tensor], x_fs: Sequence[torch.Tensor]) -> RPNOutput:
         return self.search(self.template(z_fs), x_fs)
+
+    def output_scalers(self) -> list[OutputScaler]:
+        """The last layers of every level (the fused output is a convex sum of the levels')."""
+        levels = [self.level(i) for i in range(self.levels)]
+        return [("cls", None, [level.cls.head[-1] for level in levels]),
+                ("loc", None, [level.loc.head[-1] for level in levels])]
