@@ -30,9 +30,9 @@ from siam_tracking_ros.eval import factory
 from siam_tracking_ros.eval.baselines import DEFAULT_NANO_BACKBONE, DEFAULT_NANO_NECKHEAD
 from siam_tracking_ros.eval.cli import _json_safe, machine_info
 
-MODEL_COLUMNS = ("tracker", "device", "targets", "resolution", "load_ms", "init_ms", "track_p50_ms",
-                 "track_p95_ms", "track_p99_ms", "fps", "target_fps", "peak_rss_mib", "cuda_peak_mib",
-                 "weights")
+MODEL_COLUMNS = ("tracker", "device", "half", "cuda_graphs", "targets", "resolution", "load_ms", "init_ms",
+                 "track_p50_ms", "track_p95_ms", "track_p99_ms", "fps", "target_fps", "peak_rss_mib",
+                 "cuda_peak_mib", "weights")
 NODE_COLUMNS = ("tracker", "resolution", "rate_hz", "published", "received", "dropped", "latency_p50_ms",
                 "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "node_latency_p50_ms")
 
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--targets", nargs="+", type=int, default=[1], help="targets tracked at once")
     model.add_argument("--frames", type=int, default=100, help="frames to track")
     model.add_argument("--warmup", type=int, default=5)
+    model.add_argument("--half", action="store_true", help="fp16 network (CUDA only)")
+    model.add_argument("--cuda-graphs", action="store_true",
+                       help="replay the search pass from CUDA graphs (CUDA only)")
     model.add_argument("--resolution", type=_resolution, help="resize frames to WxH (default: as stored)")
     model.add_argument("--in-process", action="store_true",
                        help="run all configurations in this process (default: one child process each)")
@@ -147,7 +150,8 @@ def _run_one(args: argparse.Namespace, request: factory.TrackerRequest, device: 
              frames: Any, box: Any) -> dict[str, Any]:
     def attempt(req: factory.TrackerRequest) -> Any:
         return model_bench.bench_model(req, frames, box, device, targets, args.warmup,
-                                       nano_paths=(args.nano_backbone, args.nano_neckhead))
+                                       nano_paths=(args.nano_backbone, args.nano_neckhead),
+                                       half=args.half, cuda_graphs=args.cuda_graphs)
 
     try:
         return _with_weights_fallback(request, attempt).as_dict()
@@ -170,6 +174,7 @@ def _run_isolated(args: argparse.Namespace, request: factory.TrackerRequest, dev
             argv += ["--option", *(f"{request.name}:{k}={v}" for k, v in request.options.items())]
         if args.resolution:
             argv += ["--resolution", "{}x{}".format(*args.resolution)]
+        argv += ["--half"] * args.half + ["--cuda-graphs"] * args.cuda_graphs
         child = subprocess.run([sys.executable, "-m", "siam_tracking_ros.bench.cli", *argv],
                                capture_output=True, text=True, check=False)
         report = Path(tmp) / "bench.json"

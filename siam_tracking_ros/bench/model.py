@@ -37,6 +37,8 @@ class ModelBenchResult:
     device: str
     weights: str | None
     targets: int
+    half: bool
+    cuda_graphs: bool
     batched: bool
     resolution: str
     frames: int
@@ -71,11 +73,17 @@ def load_frames(sequence: Sequence, count: int, resolution: tuple[int, int] | No
 
 def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: np.ndarray,
                 device: str = "cpu", targets: int = 1, warmup: int = 5, init_repeats: int = 5,
-                nano_paths: tuple[str | None, str | None] = (None, None)) -> ModelBenchResult:
-    """Measure one variant. Raises what the tracker builder raises (e.g. missing weights)."""
+                nano_paths: tuple[str | None, str | None] = (None, None), half: bool = False,
+                cuda_graphs: bool = False) -> ModelBenchResult:
+    """Measure one variant. Raises what the tracker builder raises (e.g. missing weights).
+
+    ``half`` and ``cuda_graphs`` switch on fp16 and graph replay of the search pass (CUDA only;
+    the row records whether the tracker actually runs that way).
+    """
     reset_peak_rss()
     start = time.perf_counter()
-    trackers = [factory.build(request, device, *nano_paths) for _ in range(targets)]
+    trackers = [_configure(factory.build(request, device, *nano_paths), half, cuda_graphs)
+                for _ in range(targets)]
     load_s = (time.perf_counter() - start) / targets
     torch_device = getattr(trackers[0], "device", torch.device("cpu"))
     sync = synchronizer(trackers[0])
@@ -107,12 +115,22 @@ def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: 
     height, width = frames[0].shape[:2]
     return ModelBenchResult(
         tracker=request.name, device=str(torch_device), weights=request.weights, targets=targets,
+        half=getattr(trackers[0], "dtype", torch.float32) == torch.float16,
+        cuda_graphs=bool(getattr(getattr(trackers[0], "search_pass", None), "replays", 0)),
         batched=False, resolution=f"{width}x{height}", frames=len(sequence),
         load_ms=load_s * 1e3, init_ms=float(np.median(init_times) * 1e3),
         track_p50_ms=float(np.percentile(ms, 50)), track_p95_ms=float(np.percentile(ms, 95)),
         track_p99_ms=float(np.percentile(ms, 99)), track_mean_ms=float(ms.mean()),
         fps=float(len(sequence) / times.sum()), target_fps=float(targets * len(sequence) / times.sum()),
         rss_mib=rss_mib(), peak_rss_mib=peak_rss_mib(), cuda_peak_mib=cuda_peak_mib(torch_device))
+
+
+def _configure(tracker: Any, half: bool, cuda_graphs: bool) -> Any:
+    if half and hasattr(tracker, "half"):
+        tracker.half()
+    if cuda_graphs and hasattr(tracker, "use_cuda_graphs"):
+        tracker.use_cuda_graphs()
+    return tracker
 
 
 def default_sequence_dir() -> Path:

@@ -157,7 +157,8 @@ class TrackerRuntime:
                 overrides = P.overrides_from(hyper, P.base_config(tracker, weights))
             except (KeyError, ValueError, TypeError):
                 overrides = ()
-        return ModelRequest(tracker, weights, get("device"), bool(get("half")), overrides)
+        return ModelRequest(tracker, weights, get("device"), bool(get("half")), overrides,
+                            cuda_graphs=bool(get("cuda_graphs")))
 
     def _validate_tracker_param(self, name: str, value: Any) -> str | None:
         field = name[len(P.PREFIX):]

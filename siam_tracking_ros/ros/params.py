@@ -60,6 +60,8 @@ NODE_PARAMS: tuple[ParamDef, ...] = (
     ParamDef("device", "auto", "Device: auto, cpu, cuda or cuda:N. Changing it reloads the model.",
              reloads=True),
     ParamDef("half", False, "Run the network in fp16 (CUDA only; ignored on CPU).", reloads=True),
+    ParamDef("cuda_graphs", False, "Replay the per-frame search pass from captured CUDA graphs (CUDA "
+             "only; variants with static-shape search passes; ignored elsewhere).", reloads=True),
     ParamDef("score_threshold", 0.3, "Scores below this count as 'target not seen'.", low=0.0, high=1.0),
     ParamDef("lost_frames", 5, "Consecutive frames below score_threshold before the state is LOST.",
              low=1, high=100000),

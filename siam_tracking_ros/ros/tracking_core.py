@@ -38,10 +38,12 @@ class ModelRequest:
     device: str = "auto"
     half: bool = False
     overrides: tuple[tuple[str, Any], ...] = ()
+    cuda_graphs: bool = False
 
     def describe(self) -> str:
         weights = self.weights or "packaged default weights"
-        return f"'{self.tracker}' ({weights}, device {self.device}{', fp16' if self.half else ''})"
+        flags = (", fp16" if self.half else "") + (", CUDA graphs" if self.cuda_graphs else "")
+        return f"'{self.tracker}' ({weights}, device {self.device}{flags})"
 
 
 def build_model(request: ModelRequest):
@@ -53,6 +55,8 @@ def build_model(request: ModelRequest):
                             **dict(request.overrides))
     if request.half:
         tracker.half()
+    if request.cuda_graphs:
+        tracker.use_cuda_graphs()
     return tracker
 
 

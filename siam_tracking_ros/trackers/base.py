@@ -12,6 +12,7 @@ from torch import nn
 
 from siam_tracking_ros.core.geometry import CropperCache, FrameUploader
 from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.core.static_graph import StaticGraph
 
 
 class InvalidBoxError(ValueError):
@@ -48,6 +49,8 @@ class SiameseTracker(ABC):
     name: str = ""
     #: whether ``track`` returns masks
     produces_mask: bool = False
+    #: whether the per-frame network pass goes through ``search_pass`` (CUDA-graph capable)
+    supports_cuda_graphs: bool = False
 
     def __init__(self, model: nn.Module, config: Any, device: torch.device) -> None:
         self.config = config
@@ -57,6 +60,8 @@ class SiameseTracker(ABC):
         self.upload = FrameUploader(self.device)
         #: device-side crops with kept buffers: ``self.crop(image, center, size(s), out_size, pad)``
         self.crop = CropperCache()
+        #: the per-frame search pass; :meth:`use_cuda_graphs` makes it replay a captured graph
+        self.search_pass = StaticGraph(self.model.search, enabled=False)
         self._initialized = False
 
     @property
@@ -69,6 +74,18 @@ class SiameseTracker(ABC):
         if self.device.type == "cuda":
             self.model.half()
             self.dtype = torch.float16
+            self.use_cuda_graphs(self.search_pass.enabled, self.search_pass.emulate)  # new weights
+        return self
+
+    def use_cuda_graphs(self, enabled: bool = True, emulate: bool = False) -> SiameseTracker:
+        """Replay the search pass from CUDA graphs (one per crop shape), captured on first use.
+
+        Only variants whose search pass has static shapes route it through ``search_pass``
+        (``supports_cuda_graphs``); elsewhere, and on CPU, this changes nothing. ``emulate`` runs
+        the same static-buffer path on CPU (tests).
+        """
+        self.search_pass = StaticGraph(self.model.search, enabled=enabled and self.supports_cuda_graphs,
+                                       emulate=emulate)
         return self
 
     @torch.inference_mode()

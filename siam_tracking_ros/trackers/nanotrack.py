@@ -166,6 +166,8 @@ class NanoTracker(SiameseTracker):
     float32 state arithmetic and integer output boxes.
     """
 
+    supports_cuda_graphs = True
+
     def __init__(self, model: NanoTrackNet, config: NanoTrackConfig, device: torch.device) -> None:
         super().__init__(model, config, device)
         spec = version_spec(config.version)
@@ -255,7 +257,7 @@ class NanoTracker(SiameseTracker):
         cfg = self.config
         side, scale_z = self._search_geometry()
         assert self.features is not None
-        out = self.model.search(self.features, self._crop(frame, side, cfg.instance_size))
+        out = self.search_pass(self.features, self._crop(frame, side, cfg.instance_size))
         score, ltrb = self._read_outputs(out)
         boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h in crop pixels, crop centre at self.origin
         penalty = self._penalty(boxes, scale_z)

@@ -117,6 +117,8 @@ def box_in_frame(cx: float, cy: float, w: float, h: float,
 class SiamFCTracker(SiameseTracker):
     """Multi-scale SiamFC tracking (see module docstring)."""
 
+    supports_cuda_graphs = True
+
     config: SiamFCConfig
 
     def __init__(self, model: SiamFCNet, config: SiamFCConfig, device: torch.device) -> None:
@@ -156,7 +158,7 @@ class SiamFCTracker(SiameseTracker):
         """Raw upsampled responses ``(candidates, U, U)`` (float32) for the current state."""
         cfg = self.config
         x = self.search_crops(self.upload(frame))
-        score = self.model.search(self._kernel, x.to(self.dtype))["score"].float()
+        score = self.search_pass(self._kernel, x.to(self.dtype))["score"].float()
         up = F.interpolate(score, size=(cfg.upscale_size, cfg.upscale_size), mode="bicubic",
                            align_corners=False)
         return up[:, 0]

@@ -208,6 +208,8 @@ class SiamRPNTracker(SiameseTracker):
     ``confidence_high``.
     """
 
+    supports_cuda_graphs = True
+
     def __init__(self, model: nn.Module, config: Any, device: torch.device) -> None:
         super().__init__(model, config, device)
         self._geometry: dict[int, RPNGeometry] = {}
@@ -277,8 +279,8 @@ class SiamRPNTracker(SiameseTracker):
         image = self.upload(frame)
         x = self.crop(image, self.center, region.side, region.instance_size, self.avg_color)
         if return_features:  # only networks that offer them (e.g. for DaSiamRPN's distractors)
-            return self.model.search(self.features, x.to(self.dtype), return_features=True)
-        return self.model.search(self.features, x.to(self.dtype))
+            return self.search_pass(self.features, x.to(self.dtype), return_features=True)
+        return self.search_pass(self.features, x.to(self.dtype))
 
     def decode(self, out: Mapping[str, torch.Tensor], anchors: torch.Tensor
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ def test_bench_model_report(crossing_dir: Path, tmp_path: Path, capsys: pytest.C
         assert row["peak_rss_mib"] is None or row["peak_rss_mib"] >= 1.0
         assert row["cuda_peak_mib"] is None
     assert doc["command"].startswith("siam-bench model") and "cpu" in doc["machine"]
-    assert "| opencv-kcf | cpu | 2 | 640x480 |" in (out / "bench.md").read_text()
+    assert "| opencv-kcf | cpu | False | False | 2 | 640x480 |" in (out / "bench.md").read_text()
     assert "| tracker | device |" in capsys.readouterr().out
 
 
