@@ -12,6 +12,7 @@ CONSOLE_SCRIPTS = [
     "siam-demo = siam_tracking_ros.ros.demo:main",
     "siam-train = siam_tracking_ros.train.cli:main",
     "siam-eval = siam_tracking_ros.eval.cli:main",
+    "siam-tune = siam_tracking_ros.eval.tune:main",
     "siam-bench = siam_tracking_ros.bench.cli:main",
     "siam-convert = siam_tracking_ros.weights.cli:main",
 ]

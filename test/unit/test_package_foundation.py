@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTABLES = ["tracker_node", "tracker_lifecycle_node", "video_publisher", "siam-demo", "siam-train",
-               "siam-eval", "siam-bench", "siam-convert"]
+               "siam-eval", "siam-bench", "siam-convert", "siam-tune"]
 
 
 def test_package_xml_is_valid_format3() -> None:

@@ -1,0 +1,142 @@
+"""``siam-tune``: grid search of a variant's tracking hyper-parameters on labelled sequences.
+
+    siam-tune --tracker nanotrack --weights my.safetensors --dataset ../shared/data/sequences \\
+        --sequences otb_Car1 uav10_building4 --grid window_influence=0.3,0.46,0.6 \\
+        penalty_k=0.05,0.15,0.3 --max-frames 300 --out runs/tune
+
+Every combination runs one-pass evaluation (OPE) on every sequence; ``tune.csv`` lists the
+combinations by mean success AUC and ``best.yaml`` holds the winner as ``tracker_params`` for the
+node (``--params-file``) or ``--option`` values for ``siam-eval``. Tune on sequences you will not
+report results on: a grid picked on the test sequences overstates what it does elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from siam_tracking_ros.data.sequences import Sequence, find_sequences
+from siam_tracking_ros.eval.metrics import ope_scores
+from siam_tracking_ros.eval.runner import run_ope
+
+
+def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["a=1,2", "b=x"]`` -> ``{"a": [1, 2], "b": ["x"]}`` (values parsed as YAML scalars)."""
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"grid entry '{spec}' is not key=v1,v2,...")
+        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
+
+
+def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in a stable order."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def evaluate_combination(variant: str, weights: str | None, overrides: dict[str, Any],
+                         sequences: list[Sequence], device: str = "cpu",
+                         max_frames: int | None = None) -> dict[str, float]:
+    """Success AUC per sequence and their mean (``"mean"``) with ``overrides`` applied."""
+    from siam_tracking_ros.trackers.registry import build_tracker
+
+    tracker = build_tracker(variant, weights=weights, device=device, **overrides)
+    scores: dict[str, float] = {}
+    for sequence in sequences:
+        record = run_ope(tracker, sequence, max_frames)
+        count = len(record.boxes)
+        skip = np.zeros(count, dtype=bool)
+        skip[record.inits] = True  # scored as siam-eval does: the init frame is not a prediction
+        scores[sequence.name] = ope_scores(record.boxes, sequence.boxes[:count], skip=skip).auc
+        tracker.reset()
+    scores["mean"] = float(np.mean([v for k, v in scores.items() if k != "mean"]))
+    return scores
+
+
+def tune(variant: str, weights: str | None, sequences: list[Sequence], grid: dict[str, list[Any]],
+         device: str = "cpu", max_frames: int | None = None, progress: bool = True
+         ) -> list[dict[str, Any]]:
+    """Rows ``{**combination, **scores}`` sorted best first by mean AUC."""
+    combos = combinations(grid)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(combos), desc=f"siam-tune {variant}", dynamic_ncols=True)
+    rows = []
+    for combo in combos:
+        scores = evaluate_combination(variant, weights, combo, sequences, device, max_frames)
+        rows.append({**combo, **{f"auc_{k}": round(v, 4) for k, v in scores.items()}})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(best=f"{max(r['auc_mean'] for r in rows):.3f}", refresh=False)
+    if bar is not None:
+        bar.close()
+    return sorted(rows, key=lambda row: row["auc_mean"], reverse=True)
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]], grid: dict[str, list[Any]], argv: list[str]) -> None:
+    """``tune.csv`` (best first) and ``best.yaml`` (the winner as node parameters)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "tune.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    best = {key: rows[0][key] for key in grid}
+    doc = {"command": "siam-tune " + " ".join(argv), "mean_auc": rows[0]["auc_mean"],
+           "tracker_params": best}
+    (out / "best.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siam-tune", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracker", required=True, help="registry variant")
+    parser.add_argument("--weights", help="weights file (default: the packaged default)")
+    parser.add_argument("--dataset", type=Path, required=True, help="folder of labelled sequences")
+    parser.add_argument("--sequences", nargs="+", help="only these sequence folders")
+    parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2,...")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-frames", type=int, help="use only the first N frames of each sequence")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    try:
+        grid = parse_grid(args.grid)
+        sequences = find_sequences(args.dataset, args.sequences)
+        if not sequences:
+            raise ValueError(f"no sequences found under {args.dataset}")
+        rows = tune(args.tracker, args.weights, sequences, grid, args.device, args.max_frames,
+                    not args.no_progress)
+    except (ValueError, KeyError, OSError, TypeError) as exc:
+        print(f"siam-tune: error: {exc}", file=sys.stderr)
+        return 2
+    write_outputs(args.out, rows, grid, argv)
+    keys = list(grid)
+    print(" | ".join([*keys, "mean AUC"]))
+    for row in rows[:10]:
+        print(" | ".join([*(str(row[k]) for k in keys), f"{row['auc_mean']:.4f}"]))
+    print(f"best: {args.out / 'best.yaml'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""siam-tune: grid parsing, and a real 2x1 grid on a shared sequence whose rows match siam-eval."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from siam_tracking_ros.eval.tune import combinations, main, parse_grid
+
+
+def test_grid_parsing_and_combinations() -> None:
+    grid = parse_grid(["window_influence=0.3,0.5", "penalty_k=0.1", "opencv_compat=false"])
+    assert grid == {"window_influence": [0.3, 0.5], "penalty_k": [0.1], "opencv_compat": [False]}
+    assert combinations(grid) == [{"window_influence": 0.3, "penalty_k": 0.1, "opencv_compat": False},
+                                  {"window_influence": 0.5, "penalty_k": 0.1, "opencv_compat": False}]
+    with pytest.raises(ValueError, match="key=v1"):
+        parse_grid(["window_influence"])
+
+
+def test_tune_on_a_real_sequence_agrees_with_siam_eval(sequences_dir: Path, tmp_path: Path) -> None:
+    from siam_tracking_ros.eval.cli import main as eval_main
+
+    common = ["--dataset", str(sequences_dir), "--sequences", "otb_Dudek_first20", "--max-frames", "12"]
+    assert main(["--tracker", "nanotrack", *common, "--grid", "window_influence=0.0,0.9",
+                 "--out", str(tmp_path / "tune"), "--no-progress"]) == 0
+    rows = list(csv.DictReader((tmp_path / "tune" / "tune.csv").open()))
+    assert sorted(float(r["window_influence"]) for r in rows) == [0.0, 0.9]
+    assert float(rows[0]["auc_mean"]) >= float(rows[1]["auc_mean"])
+    best = yaml.safe_load((tmp_path / "tune" / "best.yaml").read_text())
+    assert best["tracker_params"] == {"window_influence": float(rows[0]["window_influence"])}
+    # the same combination through siam-eval gives the same AUC
+    assert eval_main(["--tracker", "nanotrack", *common, "--option",
+                      f"window_influence={rows[0]['window_influence']}", "--out", str(tmp_path / "eval"),
+                      "--no-plots", "--no-progress"]) == 0
+    import json
+
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    auc = results["trackers"]["nanotrack"]["sequences"]["otb_Dudek_first20"]["auc"]
+    assert auc == pytest.approx(float(rows[0]["auc_otb_Dudek_first20"]), abs=1e-4)
+
+
+def test_bad_grid_is_a_clear_error(sequences_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["--tracker", "nanotrack", "--dataset", str(sequences_dir),
+                 "--sequences", "otb_Dudek_first20", "--grid", "no_such_field=1",
+                 "--out", str(tmp_path), "--no-progress"])
+    assert code == 2 and "no_such_field" in capsys.readouterr().err
