@@ -126,3 +126,15 @@ def test_background_reload_reinitialises_from_last_box(frames) -> None:
     assert engine.wait_idle(60.0) and done == [True]
     assert engine.tracker.config.scale_num == 5
     assert engine.state == TargetState.TRACKING and engine.frame_count == 0
+
+
+def test_cuda_graphs_request_builds_a_graph_ready_tracker_that_tracks_on_cpu(frames) -> None:
+    images, boxes = frames
+    engine = TrackingEngine()
+    request = ModelRequest("nanotrack", "", "cpu", cuda_graphs=True)
+    assert "CUDA graphs" in request.describe()
+    assert engine.load_now(request)[0]
+    assert engine.tracker.search_pass.enabled  # on CPU the pass runs eagerly: nothing captured
+    assert engine.init(images[0], boxes[0])[0]
+    assert engine.step(images[1]).state == TargetState.TRACKING
+    assert engine.tracker.search_pass.captured == 0
