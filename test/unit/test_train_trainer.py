@@ -158,6 +158,12 @@ def test_ema_weights_are_the_average_and_are_what_gets_exported(sequences_dir: P
     resumed = Trainer(config_from_dict(data), resume=tmp_path / "run" / "checkpoints" / "last.pt")
     for key, value in averaged.items():
         assert torch.equal(resumed.ema.module.state_dict()[key], value), key
+    from siam_tracking_ros.train.export import export_checkpoint
+
+    from_checkpoint = load_file(str(export_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt",
+                                                      tmp_path / "cli.safetensors", half=False)))
+    assert from_checkpoint.keys() == exported.keys()  # siam-train export also takes the average
+    assert all(torch.equal(from_checkpoint[k], exported[k]) for k in exported)
 
 
 def test_ema_decay_out_of_range_is_refused(sequences_dir: Path, tmp_path: Path) -> None:
