@@ -63,9 +63,17 @@ def test_memory_readings_and_drift() -> None:
     rss = memory.rss_mib()
     assert rss is None or rss > 1.0
     if memory.reset_peak_rss():
-        block = np.ones(64 * 2**20 // 8)  # 64 MiB touched
-        assert memory.peak_rss_mib() >= rss + 32
-        del block
+        # in a long test process other threads may free memory between the readings: measure from
+        # right after the reset and allow a second try before calling the reading broken
+        for _ in range(3):
+            memory.reset_peak_rss()
+            base = memory.rss_mib()
+            block = np.ones(64 * 2**20 // 8)  # 64 MiB touched
+            peak = memory.peak_rss_mib()
+            del block
+            if peak >= base + 32:
+                break
+        assert peak >= base + 32, (base, peak)
     flat = [{"rss_mib": 100.0 + (i % 2)} for i in range(16)]
     growing = [{"rss_mib": 100.0 + 10 * i} for i in range(16)]
     assert abs(memory_drift(flat)) <= 1.0
