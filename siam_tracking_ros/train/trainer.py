@@ -183,13 +183,14 @@ class Trainer:
             if any(name.startswith(prefix) for prefix in prefixes):
                 param.requires_grad_(False)
 
-    def _fc_heads(self) -> list[nn.Module]:
+    def _fc_heads(self) -> dict[str, nn.Module]:
+        """The network's score-map heads (``FCHead``), by module name."""
         from siam_tracking_ros.models.heads.fc import FCHead
 
-        return [module for module in self.model.modules() if isinstance(module, FCHead)]
+        return {name: module for name, module in self.model.named_modules() if isinstance(module, FCHead)}
 
     def _freeze_fc_scales(self) -> None:
-        for head in self._fc_heads():
+        for head in self._fc_heads().values():
             head.adjust.weight.requires_grad_(False)
 
     def _output_scalers(self) -> list[tuple[str, int | None, list[nn.Module]]]:
@@ -224,8 +225,7 @@ class Trainer:
         score map has std ``cls_std`` (bias zero); each declared RPN scaler so ``cls``-like outputs
         have std ``cls_std`` and ``loc``-like ones ``loc_std``. One probe batch; rank 0's values
         on every rank. Returns the factors applied, by name."""
-        fc_heads = {name: module for name, module in self.model.named_modules()
-                    if module in self._fc_heads()}
+        fc_heads = self._fc_heads()
         raw: dict[str, torch.Tensor] = {}
         hooks = [head.adjust.register_forward_hook(
             lambda _module, inputs, _output, key=name: raw.__setitem__(key, inputs[0].detach()))
