@@ -30,11 +30,16 @@ from siam_tracking_ros.eval.metrics import (
     eao,
     longterm_curves,
     longterm_summary,
-    ope_scores,
     vot_accuracy,
 )
 from siam_tracking_ros.eval.plots import precision_plot, success_plot
-from siam_tracking_ros.eval.runner import SequenceRecord, run_ope, run_supervised, supervised_overlaps
+from siam_tracking_ros.eval.runner import (
+    SequenceRecord,
+    run_ope,
+    run_supervised,
+    score_ope,
+    supervised_overlaps,
+)
 
 OPE_KEYS = ("auc", "precision", "norm_precision", "mean_iou", "fps", "frames")
 
@@ -145,9 +150,7 @@ def _evaluate_sequence(args: argparse.Namespace, name: str, tracker: Any, sequen
         record = run_ope(tracker, sequence, args.max_frames, bar.update)
     _save(args.out, name, "ope", sequence.name, record)
     gt = sequence.boxes[:n]
-    skip = np.zeros(n, dtype=bool)
-    skip[record.inits] = True
-    scores = ope_scores(record.boxes, gt, skip=skip)
+    scores = score_ope(record, sequence)
     row: dict[str, Any] = {**scores.summary(), "fps": record.fps()}
     curves = {"success": scores.success_curve.tolist(), "precision": scores.precision_curve.tolist()}
     if "longterm" in args.mode:

@@ -18,7 +18,7 @@ import torch
 
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.data.sequences import Sequence
-from siam_tracking_ros.eval.metrics import SupervisedRun, box_iou, valid_rows
+from siam_tracking_ros.eval.metrics import OpeScores, SupervisedRun, box_iou, ope_scores, valid_rows
 
 
 class Tracker(Protocol):
@@ -106,6 +106,14 @@ def run_ope(tracker: Tracker, sequence: Sequence, max_frames: int | None = None,
         if progress:
             progress(1)
     return record
+
+
+def score_ope(record: SequenceRecord, sequence: Sequence) -> OpeScores:
+    """OPE metrics of ``record`` against ``sequence``'s ground truth; init frames are not scored."""
+    count = len(record.boxes)
+    skip = np.zeros(count, dtype=bool)
+    skip[record.inits] = True
+    return ope_scores(record.boxes, sequence.boxes[:count], skip=skip)
 
 
 def run_supervised(tracker: Tracker, sequence: Sequence, skip: int = 5, max_frames: int | None = None,

@@ -23,8 +23,7 @@ import numpy as np
 import yaml
 
 from siam_tracking_ros.data.sequences import Sequence, find_sequences
-from siam_tracking_ros.eval.metrics import ope_scores
-from siam_tracking_ros.eval.runner import run_ope
+from siam_tracking_ros.eval.runner import run_ope, score_ope
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
@@ -53,11 +52,7 @@ def evaluate_combination(variant: str, weights: str | None, overrides: dict[str,
     tracker = build_tracker(variant, weights=weights, device=device, **overrides)
     scores: dict[str, float] = {}
     for sequence in sequences:
-        record = run_ope(tracker, sequence, max_frames)
-        count = len(record.boxes)
-        skip = np.zeros(count, dtype=bool)
-        skip[record.inits] = True  # scored as siam-eval does: the init frame is not a prediction
-        scores[sequence.name] = ope_scores(record.boxes, sequence.boxes[:count], skip=skip).auc
+        scores[sequence.name] = score_ope(run_ope(tracker, sequence, max_frames), sequence).auc
         tracker.reset()
     scores["mean"] = float(np.mean([v for k, v in scores.items() if k != "mean"]))
     return scores
