@@ -9,7 +9,7 @@ around a grid of points, scale/ratio penalty, cosine window, size smoothing with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -35,6 +35,7 @@ from siam_tracking_ros.models.backbones.mobilenetv3 import (
     BlockSpec,
     MobileNetV3,
 )
+from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
 from siam_tracking_ros.models.heads.ban import BANHeadV1, BANHeadV2, BANHeadV3, TemplateFeatures
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
@@ -58,6 +59,13 @@ VERSIONS: dict[str, VersionSpec] = {
     "v3": VersionSpec(SMALL_STRIDE16_WIDE, BANHeadV3, 15, 0.455, 0.138, 0.348),
 }
 
+#: backbones by config name: the official MobileNetV3-style one of each version, or ImageNet
+#: MobileNetV2 (torchvision layout, ``features[:14]``, stride 16, 96 channels) for pretrained init
+BACKBONES: dict[str, Callable[[VersionSpec], nn.Module]] = {
+    "mobilenetv3": lambda spec: MobileNetV3(spec.blocks),
+    "mobilenetv2": lambda spec: ImageNetMobileNetV2(width=1.0, num_layers=14),
+}
+
 #: hyper-parameters hard-coded in OpenCV's TrackerNano: window influence, penalty k, lr
 OPENCV_HYPER_PARAMETERS = (0.455, 0.055, 0.37)
 
@@ -78,6 +86,8 @@ class NanoTrackConfig:
     """
 
     version: str = "v2"
+    #: ``mobilenetv3`` (the official checkpoints) or ``mobilenetv2`` (ImageNet-pretrained init)
+    backbone: str = "mobilenetv3"
     exemplar_size: int = 127
     instance_size: int = 255
     stride: int = 16
@@ -88,6 +98,11 @@ class NanoTrackConfig:
     min_size: float = 10.0
     #: reproduce OpenCV's ``cv2.TrackerNano`` (see :class:`NanoTracker`) instead of the official loop
     opencv_compat: bool = False
+    #: Platt parameters ``(a, b)``: published score = sigmoid(a * logit(raw peak) + b), the
+    #: probability that the box holds the target (fitted by ``siam-train calibrate``); None = raw
+    score_calibration: tuple[float, float] | None = None
+    #: below this calibrated score the state (centre, size) is held at the last confident one
+    hold_below: float = 0.0
 
 
 def version_spec(version: str) -> VersionSpec:
@@ -102,11 +117,14 @@ class NanoTrackNet(nn.Module):
 
     head_kind = "ban"
 
-    def __init__(self, version: str = "v2") -> None:
+    def __init__(self, version: str = "v2", backbone: str = "mobilenetv3") -> None:
         super().__init__()
         spec = version_spec(version)
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown NanoTrack backbone '{backbone}'; known: {', '.join(BACKBONES)}")
         self.version = version
-        self.backbone = MobileNetV3(spec.blocks)
+        self.backbone_name = backbone
+        self.backbone = BACKBONES[backbone](spec)
         self.ban_head = spec.head(self.backbone.out_channels)
 
     def template(self, z: torch.Tensor) -> TemplateFeatures:
@@ -133,7 +151,7 @@ def detect_version(state: Mapping[str, torch.Tensor]) -> str:
 
 def detect_nanotrack_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Architecture options an official checkpoint needs: ``{"version": "v1"|"v2"|"v3"}``."""
-    return {"version": detect_version(state)}
+    return {"version": detect_version(state), "backbone": "mobilenetv3"}
 
 
 def import_official_nanotrack(state: Mapping[str, torch.Tensor], config: Any = None
@@ -191,6 +209,7 @@ class NanoTracker(SiameseTracker):
         self.pad_value: torch.Tensor | None = None
         self._crop_buffers: dict[int, torch.Tensor] = {}
         self.features: TemplateFeatures | None = None
+        self.search_scale = 1.0
 
     def _crop(self, frame: np.ndarray, side: float, out_size: int) -> torch.Tensor:
         """Square crop of ``side`` source pixels around the state centre, resized to ``out_size``.
@@ -232,7 +251,24 @@ class NanoTracker(SiameseTracker):
         else:
             s_z = context_size(w, h, cfg.context_amount)
             side = s_z * cfg.instance_size / cfg.exemplar_size
-        return side, cfg.exemplar_size / s_z
+        return side * self.search_scale, cfg.exemplar_size / s_z / self.search_scale
+
+    def set_search_scale(self, scale: float) -> None:
+        """Search ``scale`` times the usual region (e.g. while the target is LOST); 1 = normal.
+
+        The crop keeps its pixel size (coarser view); the cosine window is off while widened.
+        """
+        if not np.isfinite(scale) or scale < 1.0:
+            raise ValueError(f"search scale must be >= 1, got {scale}")
+        self.search_scale = float(scale)
+
+    def presence(self, raw_score: float) -> float:
+        """Calibrated probability that the box holds the target (the raw peak if uncalibrated)."""
+        if self.config.score_calibration is None:
+            return raw_score
+        a, b = self.config.score_calibration
+        raw = min(max(raw_score, 1e-6), 1.0 - 1e-6)
+        return float(1.0 / (1.0 + np.exp(-(a * np.log(raw / (1.0 - raw)) + b))))
 
     def _penalty(self, boxes: np.ndarray, scale_z: float) -> np.ndarray:
         """Scale/ratio change penalty of every proposal (crop pixels)."""
@@ -261,22 +297,26 @@ class NanoTracker(SiameseTracker):
         score, ltrb = self._read_outputs(out)
         boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h in crop pixels, crop centre at self.origin
         penalty = self._penalty(boxes, scale_z)
-        pscore = penalty * score * (1 - self.window_influence) + self.window * self.window_influence
+        influence = self.window_influence if self.search_scale == 1.0 else 0.0
+        pscore = penalty * score * (1 - influence) + self.window * influence
         best = int(np.argmax(pscore))
+        presence = self.presence(float(score[best]))
         lr = penalty[best] * score[best] * self.lr
         cx, cy = self.center + (boxes[:2, best] - self.origin) / scale_z
         size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size  # OpenCV's round trip
         w, h = size * (1 - lr) + boxes[2:, best] / scale_z * lr
         cx, cy, w, h = clip_box_xywh(cx, cy, w, h, frame.shape, cfg.min_size)
-        self.center = np.array([cx, cy], self.state_dtype)
-        self.size = np.array([w, h], self.state_dtype)
-        cx, cy, w, h = (*self.center, *self.size)
+        held = presence < cfg.hold_below
+        if not held:
+            self.center = np.array([cx, cy], self.state_dtype)
+            self.size = np.array([w, h], self.state_dtype)
         box = (cx - w / 2, cy - h / 2, w, h)
         if cfg.opencv_compat:
             box = tuple(float(int(v)) for v in box)
         box = tuple(float(v) for v in box)
-        return TrackResult(box, float(score[best]),
-                           extra={"pscore": float(pscore[best]), "scale_z": float(scale_z)})
+        return TrackResult(box, presence, extra={"raw_score": float(score[best]), "held": held,
+                                                 "pscore": float(pscore[best]),
+                                                 "scale_z": float(scale_z)})
 
     @staticmethod
     def _read_outputs(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -303,4 +343,4 @@ def _pick(value: float | None, default: float) -> float:
                   importer=import_official_nanotrack, detect_options=detect_nanotrack_options)
 def build_nanotrack(config: NanoTrackConfig, device: torch.device) -> NanoTracker:
     """Build the tracker for ``config.version`` (weights are loaded by the registry)."""
-    return NanoTracker(NanoTrackNet(config.version), config, device)
+    return NanoTracker(NanoTrackNet(config.version, config.backbone), config, device)
