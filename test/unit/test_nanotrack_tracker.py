@@ -62,15 +62,25 @@ def test_nanotrack_template_features_computed_once() -> None:
     assert calls == [127, 255, 255, 255]
 
 
+#: frames of otb_Crossing for the tracking check: the walker crosses the street, and a box left at
+#: its first position scores 0.096 mean IoU over frames 1-39 (on otb_Dudek_first20 it scores 0.902)
+MOVING_FRAMES = 40
+
+
 @pytest.mark.shared_data
-@pytest.mark.parametrize(("version", "min_iou"), [("v1", 0.8), ("v2", 0.8), ("v3", 0.8)])
-def test_nanotrack_official_weights_track_easy_sequence(version: str, min_iou: float, easy_sequence: Sequence,
-                                                        nanotrack_dir: Path) -> None:
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_nanotrack_official_weights_follow_a_moving_target(version: str, crossing: Sequence,
+                                                           nanotrack_dir: Path) -> None:
+    """Measured mean IoU: v1 0.600, v2 0.710, v3 0.688 (last ten frames 0.63 / 0.73 / 0.68)."""
     tracker = build_tracker("nanotrack", weights=official(nanotrack_dir, version), device="cpu")
-    boxes, scores = track_boxes(tracker, easy_sequence, 20)
-    ious = iou_xywh(boxes, easy_sequence.boxes[1:len(boxes) + 1])
-    assert ious.mean() > min_iou, ious
-    assert min(scores) > 0.9
+    boxes, scores = track_boxes(tracker, crossing, MOVING_FRAMES)
+    truth = crossing.boxes[1:MOVING_FRAMES]
+    ious = iou_xywh(boxes, truth)
+    frozen = iou_xywh(np.repeat(crossing.boxes[:1], len(truth), axis=0), truth)
+    assert frozen.mean() < 0.15 and frozen[-10:].max() < 0.05  # the target does move away
+    assert ious.mean() > 0.5, ious
+    assert ious[-10:].min() > 0.3, ious  # still on the walker at the end, where the first box is empty
+    assert min(scores) > 0.5, scores
 
 
 @pytest.mark.shared_data
