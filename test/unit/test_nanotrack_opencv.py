@@ -43,8 +43,8 @@ def compare_with_opencv(sequence: Sequence, weights_dir: Path, frames: int | Non
                         **options) -> dict[str, float]:
     """Track ``sequence`` with ours and OpenCV from the same integer init box.
 
-    Returns the mean/min IoU between the two trackers' boxes and each one's mean IoU with the
-    ground truth (frames where it is present).
+    Returns the mean/min IoU between the two trackers' boxes, each one's mean IoU with the
+    ground truth (frames where it is present) and that of the init box left in place (``frozen_gt``).
     """
     ours = build_tracker("nanotrack", weights=weights_dir / "pretrained" / "nanotrackv2.pth",
                          device="cpu", version="v2", **options)
@@ -55,7 +55,7 @@ def compare_with_opencv(sequence: Sequence, weights_dir: Path, frames: int | Non
     box = tuple(round(float(v)) for v in sequence.boxes[start])  # OpenCV takes an integer Rect
     ours.init(first, box)
     theirs.init(first, box)
-    agree, ours_gt, theirs_gt = [], [], []
+    agree, ours_gt, theirs_gt, frozen_gt = [], [], [], []
     for index in range(start + 1, stop):
         frame = sequence.frame(index)
         mine = np.asarray(ours.track(frame).box)
@@ -66,8 +66,10 @@ def compare_with_opencv(sequence: Sequence, weights_dir: Path, frames: int | Non
         if np.isfinite(truth).all():
             ours_gt.append(float(iou_xywh(mine, truth)))
             theirs_gt.append(float(iou_xywh(other, truth)))
+            frozen_gt.append(float(iou_xywh(np.asarray(box, np.float64), truth)))
     return {"frames": len(agree), "agree_mean": float(np.mean(agree)), "agree_min": float(np.min(agree)),
-            "ours_gt": float(np.mean(ours_gt)), "opencv_gt": float(np.mean(theirs_gt))}
+            "ours_gt": float(np.mean(ours_gt)), "opencv_gt": float(np.mean(theirs_gt)),
+            "frozen_gt": float(np.mean(frozen_gt))}
 
 
 @pytest.mark.slow
@@ -79,8 +81,11 @@ def test_nanotrack_v2_agrees_with_opencv_tracker_nano(name: str, sequences_dir: 
     sequence = find_sequences(sequences_dir, [name])[0]
     result = compare_with_opencv(sequence, nanotrack_dir, opencv_compat=True)
     assert result["agree_mean"] >= 0.95, result
-    # agreement is not achieved by both failing: the pair still follows the target
+    # agreement is not achieved by both failing: the pair still follows the target, better than the
+    # init box left in place (frozen box / ours, measured: Dudek 0.886 / 0.915, wakeboard7 0.053 /
+    # 0.718, tennis 0.728 / 0.748, bmx_trees 0.227 / 0.530, Crossing 0.032 / 0.762)
     assert abs(result["ours_gt"] - result["opencv_gt"]) < 0.05, result
+    assert result["ours_gt"] > max(0.5, result["frozen_gt"]), result
 
 
 def main(argv: list[str] | None = None) -> int:
