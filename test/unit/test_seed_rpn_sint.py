@@ -136,7 +136,9 @@ def test_ridge_regressor_recovers_a_linear_correction() -> None:
 
 
 @pytest.mark.shared_data
-def test_sint_score_falls_when_the_target_is_gone(crossing) -> None:
+def test_sint_mechanics_self_match_outscores_a_blank_frame(crossing) -> None:
+    """Mechanics with random weights (no tracking-quality claim): the candidate set is the radial
+    sampling, the init frame matches its own template at the init box, and a blank frame scores lower."""
     torch.manual_seed(1)
     frame = crossing.frame(0)
     box = tuple(crossing.boxes[0])
