@@ -161,7 +161,7 @@ def make_client_node(node_path: str, image_topic: str):
 
         def request_init(self, box: tuple[float, float, float, float], stamp=None):
             request = InitTarget.Request()
-            request.x, request.y, request.width, request.height = box
+            request.x, request.y, request.width, request.height = (float(v) for v in box)
             if stamp is not None:
                 request.stamp = stamp
             return self.init_client.call_async(request)
