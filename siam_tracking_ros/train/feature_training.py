@@ -1,0 +1,569 @@
+"""``siam-train features``: CPU-efficient training on cached pretrained features, with a teacher.
+
+Three resumable steps, all under the run's ``work_dir`` (outside the repository):
+
+1. **cache**: draw augmented template/search pairs (positives, other-object negatives, blank and
+   occluded search crops that hold no target), run the *frozen* part of the ImageNet-pretrained
+   backbone (``features[:trainable_from]``) once per crop and store the maps in fp16 memory-mapped
+   arrays, with the teacher's score map of the same crops (official NanoTrack as a teacher: soft
+   targets only; its weights never leave the cache) and the point labels of the ground truth.
+2. **train**: epochs over the cache train only the unfrozen backbone stages and the head (cheap),
+   loss = balanced CE + IoU at positives + ``distill_weight`` x BCE to the teacher's score map;
+   every ``validate_every`` epochs the real tracker runs on the validation sequences and the best
+   weights are kept. Checkpoints every ``checkpoint_minutes``.
+3. **calibrate + export**: Platt scaling of the peak score on validation runs and spliced
+   absent-target runs (:mod:`siam_tracking_ros.eval.presence`), stored in the weights' config.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from siam_tracking_ros.train.augment import AugmentSpec
+from siam_tracking_ros.train.config import DatasetConfig
+from siam_tracking_ros.train.losses import balanced_cross_entropy, iou_loss
+from siam_tracking_ros.train.objectives.ban import PointObjective
+from siam_tracking_ros.train.objectives.base import HeadGeometry
+from siam_tracking_ros.train.pairs import Pair, PairSampler, PairSpec
+
+
+@dataclass
+class AbsentSpec:
+    """Shares of pairs whose search crop holds no target besides other-object negatives."""
+
+    #: uniform colour plus noise
+    blank: float = 0.04
+    #: the target covered by a patch of another crop
+    occluded: float = 0.06
+
+
+@dataclass
+class FeatureTrainingConfig:
+    """Everything one ``siam-train features`` run needs (see ``config/train/nanotrack_mnv2.yaml``)."""
+
+    name: str
+    datasets: list[DatasetConfig]
+    validation_root: str
+    validation_sequences: list[str]
+    export_to: str
+    variant_options: dict[str, Any] = field(default_factory=lambda: {"version": "v2",
+                                                                      "backbone": "mobilenetv2"})
+    pretrained: str = "mobilenetv2_torchvision"
+    teacher: str | None = None
+    teacher_options: dict[str, Any] = field(default_factory=lambda: {"version": "v2"})
+    trainable_from: int = 14
+    pairs: int = 30000
+    negative: float = 0.2
+    absent: AbsentSpec = field(default_factory=AbsentSpec)
+    template_aug: AugmentSpec = field(default_factory=lambda: AugmentSpec(shift=4, scale=0.05, color=1.0))
+    search_aug: AugmentSpec = field(default_factory=lambda: AugmentSpec(
+        shift=64, scale=0.25, blur=0.2, color=1.0, gray=0.05, flip=0.0))
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 2e-3
+    end_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    backbone_lr_mult: float = 0.1
+    distill_weight: float = 1.0
+    validate_every: int = 2
+    validation_max_frames: int = 300
+    calibration_splice_frames: int = 60
+    time_budget_minutes: float = 150.0
+    checkpoint_minutes: float = 5.0
+    tracker_options: dict[str, Any] = field(default_factory=dict)
+    threads: int = 2
+    seed: int = 1
+    work_dir: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        root = Path(self.work_dir).expanduser() if self.work_dir else (
+            Path.home() / ".cache" / "siam_tracking_ros" / "runs")
+        return root / self.name
+
+
+def load_feature_config(path: str | Path, overrides: list[str] | None = None) -> FeatureTrainingConfig:
+    """Read a YAML config; ``overrides`` are ``key=value`` (YAML values) for top-level keys."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        data[key.strip()] = yaml.safe_load(value)
+    known = {f.name for f in dataclasses.fields(FeatureTrainingConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}")
+    data["datasets"] = [DatasetConfig(**d) for d in data.get("datasets", [])]
+    if "absent" in data:
+        data["absent"] = AbsentSpec(**data["absent"])
+    for key in ("template_aug", "search_aug"):
+        if key in data:
+            data[key] = AugmentSpec(**data[key])
+    return FeatureTrainingConfig(**data)
+
+
+def progress(label: str, done: int, total: int, start: float, extra: str = "") -> None:
+    """One self-overwriting progress line on stderr."""
+    elapsed = time.monotonic() - start
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else float("nan")
+    sys.stderr.write(f"\r{label}: {done}/{total} ({100.0 * done / max(total, 1):.0f} %) "
+                     f"{rate:.1f}/s eta {eta / 60:.1f} min {extra}   ")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------- pairs
+
+def blank_search(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A search crop with nothing in it: a flat colour with sensor-like noise."""
+    colour = rng.integers(0, 256, 3)
+    noise = rng.normal(0.0, rng.uniform(2.0, 20.0), (size, size, 3))
+    return np.clip(colour + noise, 0, 255).astype(np.uint8)
+
+
+def occlude(search: np.ndarray, box: np.ndarray, filler: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Cover ``box`` (grown by 20-60 %) with a piece of ``filler``: the target is not visible."""
+    grow = rng.uniform(1.2, 1.6)
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    w, h = box[2] * grow, box[3] * grow
+    size = search.shape[0]
+    x0, y0 = int(max(cx - w / 2, 0)), int(max(cy - h / 2, 0))
+    x1, y1 = int(min(cx + w / 2, size)), int(min(cy + h / 2, size))
+    out = search.copy()
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = filler[y0:y1, x0:x1]
+    return out
+
+
+class AbsentPairSampler:
+    """Pairs for training: the usual positives/negatives plus blank and occluded searches."""
+
+    def __init__(self, sampler: PairSampler, absent: AbsentSpec) -> None:
+        self.sampler = sampler
+        self.absent = absent
+
+    def sample(self, rng: np.random.Generator) -> Pair:
+        pair = self.sampler.sample(rng)
+        draw = rng.random()
+        if draw < self.absent.blank:
+            pair.search.image = blank_search(pair.search.image.shape[0], rng)
+            pair.negative = True
+        elif draw < self.absent.blank + self.absent.occluded and not pair.negative:
+            other = self.sampler.sample(rng).search.image
+            pair.search.image = occlude(pair.search.image, pair.search.box, other, rng)
+            pair.negative = True
+        return pair
+
+
+# ---------------------------------------------------------------------------------------- model
+
+class FeatureStudent(nn.Module):
+    """The trainable part of a NanoTrack-on-MobileNetV2 network over cached frozen maps."""
+
+    def __init__(self, net: nn.Module, trainable_from: int) -> None:
+        super().__init__()
+        self.net = net
+        self.trainable_from = trainable_from
+        self.upper = net.backbone.features[trainable_from:]
+
+    def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """``features[:trainable_from]`` of BGR 0..255 crops (no grad)."""
+        backbone = self.net.backbone
+        rgb = crops.flip(1) * backbone.scale + backbone.shift
+        return backbone.features[:self.trainable_from](rgb)
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
+        head = self.net.ban_head
+        cls, loc = head.correlate(head.prepare(self.upper(zf)), self.upper(xf))
+        return {"cls": cls, "loc": loc}
+
+    def train_mode(self) -> None:
+        """Head in training mode; backbone BN statistics stay frozen (ImageNet's)."""
+        self.net.eval()
+        self.net.ban_head.train()
+
+
+def build_network(cfg: FeatureTrainingConfig) -> nn.Module:
+    """NanoTrack network with the pretrained backbone loaded (head random)."""
+    from siam_tracking_ros.train.pretrained import load_pretrained
+    from siam_tracking_ros.trackers.nanotrack import NanoTrackNet
+
+    options = cfg.variant_options
+    net = NanoTrackNet(options.get("version", "v2"), options.get("backbone", "mobilenetv2"))
+    net.backbone.load_state_dict(load_pretrained(cfg.pretrained), strict=True)
+    return net
+
+
+def load_teacher(cfg: FeatureTrainingConfig) -> nn.Module | None:
+    """The teacher network (an official NanoTrack checkpoint), or None."""
+    if not cfg.teacher:
+        return None
+    from siam_tracking_ros.trackers.registry import build_tracker
+
+    return build_tracker("nanotrack", weights=cfg.teacher, device="cpu", **cfg.teacher_options).model.eval()
+
+
+# ---------------------------------------------------------------------------------------- cache
+
+class FeatureCache:
+    """fp16 memory-mapped arrays of frozen maps, teacher scores and labels; ``count`` filled."""
+
+    FIELDS = ("zf", "xf", "teacher", "labels", "loc_target", "negative")
+
+    def __init__(self, folder: Path, shapes: dict[str, tuple[tuple[int, ...], Any]] | None = None) -> None:
+        self.folder = folder
+        meta_path = folder / "meta.json"
+        if shapes is not None and not meta_path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            for key, (shape, dtype) in shapes.items():
+                np.lib.format.open_memmap(folder / f"{key}.npy", "w+", dtype, shape).flush()
+            meta_path.write_text(json.dumps({"count": 0}))
+        self.arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r+") for key in self.FIELDS}
+
+    @property
+    def count(self) -> int:
+        return int(json.loads((self.folder / "meta.json").read_text())["count"])
+
+    @property
+    def capacity(self) -> int:
+        return len(self.arrays["zf"])
+
+    def write(self, start: int, values: dict[str, np.ndarray]) -> None:
+        for key, value in values.items():
+            self.arrays[key][start:start + len(value)] = value
+        for array in self.arrays.values():
+            array.flush()
+        (self.folder / "meta.json").write_text(json.dumps({"count": start + len(values["zf"])}))
+
+
+class _FrozenPart(nn.Module):
+    """Normalisation + ``features[:trainable_from]`` as one module (for export)."""
+
+    def __init__(self, student: FeatureStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.student.frozen_features(crops)
+
+
+class OnnxRunner:
+    """A module exported once to ONNX (dynamic batch) and run by ONNX Runtime on the CPU.
+
+    Feature extraction for the cache is inference only; ONNX Runtime runs these convolution
+    stacks several times faster than eager PyTorch on this CPU.
+    """
+
+    def __init__(self, module: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        names = [f"input{i}" for i in range(len(examples))]
+        with torch.no_grad():
+            outputs = module(*examples)
+        count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
+        out_names = [f"output{i}" for i in range(count)]
+        axes = {name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in names}
+        axes.update({name: {0: "batch"} for name in out_names})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.onnx.export(module.eval(), examples, str(path), input_names=names, output_names=out_names,
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = names
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.names, arrays)))
+
+
+class _TeacherScore(nn.Module):
+    """Teacher's foreground probability map for (template, search) crop batches."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.teacher(z, x)["cls"], dim=1)[:, 1]
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def fill_cache(cfg: FeatureTrainingConfig, student: FeatureStudent, teacher: nn.Module | None,
+               objective: PointObjective, chunk: int = 64) -> FeatureCache:
+    """Create or continue the run's feature cache until it holds ``cfg.pairs`` pairs."""
+    from siam_tracking_ros.train.trainer import build_sources
+
+    spec = PairSpec(negative=cfg.negative, template=cfg.template_aug, search=cfg.search_aug)
+    sampler = AbsentPairSampler(PairSampler(build_sources(cfg.datasets), spec), cfg.absent)
+    with torch.inference_mode():
+        z = student.frozen_features(torch.zeros(1, 3, 127, 127))
+        x = student.frozen_features(torch.zeros(1, 3, 255, 255))
+    size = objective.geometry.score_size
+    n = cfg.pairs
+    shapes = {"zf": ((n, *z.shape[1:]), np.float16), "xf": ((n, *x.shape[1:]), np.float16),
+              "teacher": ((n, size, size), np.float16), "labels": ((n, size, size), np.int8),
+              "loc_target": ((n, 4, size, size), np.float16), "negative": ((n,), np.bool_)}
+    cache = FeatureCache(cfg.run_dir / f"cache_from{cfg.trainable_from}", shapes)
+    if cache.count >= n:
+        return cache
+    z_example, x_example = torch.zeros(2, 3, 127, 127), torch.zeros(2, 3, 255, 255)
+    frozen = OnnxRunner(_FrozenPart(student), (x_example,), cfg.run_dir / "onnx" / "frozen.onnx",
+                        cfg.threads)
+    teacher_score = None if teacher is None else OnnxRunner(
+        _TeacherScore(teacher), (z_example, x_example), cfg.run_dir / "onnx" / "teacher.onnx", cfg.threads)
+    start_time = time.monotonic()
+    done = cache.count
+    while done < n:
+        rng = np.random.default_rng([cfg.seed, done])
+        count = min(chunk, n - done)
+        pairs = [sampler.sample(rng) for _ in range(count)]
+        values = _encode_chunk(pairs, frozen, teacher_score, objective, rng)
+        cache.write(done, values)
+        done += count
+        progress("feature cache", done, n, start_time)
+    return cache
+
+
+def _encode_chunk(pairs: list[Pair], frozen: OnnxRunner, teacher: OnnxRunner | None,
+                  objective: PointObjective, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    templates = _stack([p.template.image for p in pairs])
+    searches = _stack([p.search.image for p in pairs])
+    size = objective.geometry.score_size
+    zf, = frozen(templates)
+    xf, = frozen(searches)
+    if teacher is not None:
+        soft, = teacher(templates, searches)
+    else:
+        soft = np.full((len(pairs), size, size), -1.0)
+    labels, targets = [], []
+    for pair in pairs:
+        assigned = objective.assign(pair.search.box, pair.negative, rng)
+        label = assigned["cls_label"]
+        if pair.negative:
+            label = np.zeros_like(label)  # the target is nowhere: every point is background
+        labels.append(label)
+        targets.append(assigned["loc_target"])
+    return {"zf": zf.astype(np.float16), "xf": xf.astype(np.float16), "teacher": soft.astype(np.float16), "labels": np.stack(labels),
+            "loc_target": np.stack(targets).astype(np.float16),
+            "negative": np.array([p.negative for p in pairs])}
+
+
+# ---------------------------------------------------------------------------------------- train
+
+def pair_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], distill_weight: float
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Balanced CE + IoU at positives + BCE of the foreground probability to the teacher's."""
+    labels = batch["labels"].long()
+    cls = out["cls"].float()
+    cls_loss = balanced_cross_entropy(cls.permute(0, 2, 3, 1).reshape(-1, 2), labels.reshape(-1))
+    positives = labels == 1
+    pred = out["loc"].float().permute(0, 2, 3, 1)[positives]
+    target = batch["loc_target"].float().permute(0, 2, 3, 1)[positives]
+    loc_loss = iou_loss(pred, target, "log")
+    total = cls_loss + loc_loss
+    parts = {"cls": float(cls_loss.detach()), "loc": float(loc_loss.detach())}
+    teacher = batch["teacher"].float()
+    use = (~batch["negative"]) & (teacher[:, 0, 0] >= 0)
+    if distill_weight > 0 and use.any():
+        fg_logit = cls[:, 1] - cls[:, 0]
+        distill = nn.functional.binary_cross_entropy_with_logits(fg_logit[use], teacher[use])
+        total = total + distill_weight * distill
+        parts["distill"] = float(distill.detach())
+    return total, parts
+
+
+def _batch(cache: FeatureCache, indices: np.ndarray) -> dict[str, torch.Tensor]:
+    order = np.sort(indices)
+    return {key: torch.from_numpy(np.asarray(cache.arrays[key][order])) for key in FeatureCache.FIELDS}
+
+
+def _learning_rate(cfg: FeatureTrainingConfig, progress_fraction: float) -> float:
+    """Cosine from ``lr`` to ``end_lr``."""
+    t = min(max(progress_fraction, 0.0), 1.0)
+    return cfg.end_lr + 0.5 * (cfg.lr - cfg.end_lr) * (1.0 + math.cos(math.pi * t))
+
+
+class FeatureTrainer:
+    """Runs the three steps of one config; state lives in ``cfg.run_dir``."""
+
+    def __init__(self, cfg: FeatureTrainingConfig) -> None:
+        self.cfg = cfg
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.net = build_network(cfg)
+        self.student = FeatureStudent(self.net, cfg.trainable_from)
+        geometry = HeadGeometry(exemplar_size=127, instance_size=255, score_size=16, stride=16)
+        self.objective = PointObjective(geometry)
+        head_params = list(self.net.ban_head.parameters())
+        upper_params = [p for p in self.student.upper.parameters()]
+        for p in self.net.backbone.parameters():
+            p.requires_grad_(False)
+        for p in upper_params:
+            p.requires_grad_(True)
+        groups = [{"params": head_params, "lr_mult": 1.0}]
+        if upper_params:
+            groups.append({"params": upper_params, "lr_mult": cfg.backbone_lr_mult})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.epoch = 0
+        self.best_auc = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # -- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.cfg.run_dir / f"checkpoint_from{self.cfg.trainable_from}.pt"
+
+    def save_checkpoint(self) -> None:
+        state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "epoch": self.epoch, "best_auc": self.best_auc,
+                 "best": self.best_state or {}, "history": json.dumps(self.history)}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.best_auc = float(state["best_auc"])
+        self.best_state = state["best"] or None
+        self.history = json.loads(state["history"])
+        return True
+
+    # -- steps ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        teacher = load_teacher(cfg)
+        cache = fill_cache(cfg, self.student, teacher, self.objective)
+        del teacher
+        if self.load_checkpoint():
+            print(f"resumed at epoch {self.epoch} (best validation AUC {self.best_auc:.3f})", file=sys.stderr)
+        self.train(cache)
+        return self.finish()
+
+    def train(self, cache: FeatureCache) -> None:
+        cfg = self.cfg
+        start = time.monotonic()
+        last_checkpoint = start
+        steps_per_epoch = cache.count // cfg.batch_size
+        total_steps = steps_per_epoch * cfg.epochs
+        while self.epoch < cfg.epochs:
+            rng = np.random.default_rng([cfg.seed, 7, self.epoch])
+            order = rng.permutation(cache.count)
+            self.student.train_mode()
+            sums: dict[str, float] = {}
+            epoch_start = time.monotonic()
+            for step in range(steps_per_epoch):
+                global_step = self.epoch * steps_per_epoch + step
+                lr = _learning_rate(cfg, global_step / max(total_steps, 1))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr * group["lr_mult"]
+                batch = _batch(cache, order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+                out = self.student(batch["zf"].float(), batch["xf"].float())
+                loss, parts = pair_loss(out, batch, cfg.distill_weight)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+                self.optimizer.step()
+                for key, value in {"loss": float(loss), **parts}.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                if step % 20 == 0 or step == steps_per_epoch - 1:
+                    means = " ".join(f"{k} {v / (step + 1):.3f}" for k, v in sums.items())
+                    progress(f"epoch {self.epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch,
+                             epoch_start, means)
+                if time.monotonic() - last_checkpoint > 60 * cfg.checkpoint_minutes:
+                    self.save_checkpoint()
+                    last_checkpoint = time.monotonic()
+            self.epoch += 1
+            record: dict[str, Any] = {"epoch": self.epoch, "lr": lr,
+                                      **{k: v / steps_per_epoch for k, v in sums.items()}}
+            if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs:
+                record["val_auc"] = self.validate()
+                if record["val_auc"] > self.best_auc:
+                    self.best_auc = record["val_auc"]
+                    self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            self.history.append(record)
+            print(json.dumps(record), file=sys.stderr)
+            self.save_checkpoint()
+            last_checkpoint = time.monotonic()
+            if time.monotonic() - start > 60 * cfg.time_budget_minutes:
+                print("time budget reached", file=sys.stderr)
+                break
+
+    def tracker_config(self, calibration: tuple[float, float] | None = None) -> Any:
+        from siam_tracking_ros.trackers.registry import make_config
+
+        options = {**self.cfg.variant_options, **self.cfg.tracker_options}
+        if calibration is not None:
+            options["score_calibration"] = calibration
+        return make_config("nanotrack", **options)
+
+    def tracker(self, state: dict[str, torch.Tensor] | None = None,
+                calibration: tuple[float, float] | None = None) -> Any:
+        from siam_tracking_ros.trackers.nanotrack import NanoTracker
+
+        net = copy.deepcopy(self.net)
+        if state is not None:
+            net.load_state_dict(state)
+        tracker = NanoTracker(net, self.tracker_config(calibration), torch.device("cpu"))
+        tracker.name = "nanotrack"
+        return tracker
+
+    def validation_sequences(self) -> list[Any]:
+        from siam_tracking_ros.data.sequences import find_sequences
+
+        return find_sequences(self.cfg.validation_root, self.cfg.validation_sequences)
+
+    def validate(self) -> float:
+        """Mean OTB success AUC of the current weights on the validation sequences."""
+        from siam_tracking_ros.train.validate import success_auc, track_sequence
+
+        tracker = self.tracker(self.net.state_dict())
+        scores = []
+        for sequence in self.validation_sequences():
+            boxes = track_sequence(tracker, sequence, self.cfg.validation_max_frames)
+            scores.append(success_auc(boxes, sequence.boxes[:len(boxes)]))
+            tracker.reset()
+        return float(np.mean(scores))
+
+    def finish(self) -> dict[str, Any]:
+        """Calibrate the best weights and export them (fp16 safetensors)."""
+        from siam_tracking_ros.eval.presence import collect_presence_samples, fit_platt
+        from siam_tracking_ros.weights.io import save_weights
+
+        state = self.best_state or self.net.state_dict()
+        samples = collect_presence_samples(self.tracker(state), self.validation_sequences(),
+                                           self.cfg.calibration_splice_frames,
+                                           self.cfg.validation_max_frames)
+        calibration = fit_platt(samples.raw_scores, samples.present)
+        config = self.tracker_config(calibration)
+        extra = {"training": json.dumps({"run": self.cfg.name, "best_val_auc": self.best_auc,
+                                         "epochs": self.epoch, "pretrained": self.cfg.pretrained,
+                                         "teacher": Path(self.cfg.teacher).name if self.cfg.teacher else "",
+                                         "history": self.history})}
+        path = save_weights(self.cfg.export_to, state, "nanotrack", config, half=True, extra=extra)
+        (self.cfg.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        return {"exported": str(path), "best_val_auc": self.best_auc, "epochs": self.epoch,
+                "calibration": list(calibration), "calibration_samples": int(len(samples.present))}
