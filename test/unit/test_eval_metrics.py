@@ -24,8 +24,13 @@ from siam_tracking_ros.eval.metrics import (
     vot_accuracy,
 )
 
-got10k_metrics = pytest.importorskip("got10k.utils.metrics")
-got10k_otb = pytest.importorskip("got10k.experiments.otb")
+
+@pytest.fixture(scope="module")
+def got10k() -> SimpleNamespace:
+    """The got10k toolkit's metrics and OTB experiment, for the comparisons only: without it the
+    hand-worked cases below still run."""
+    return SimpleNamespace(metrics=pytest.importorskip("got10k.utils.metrics"),
+                           otb=pytest.importorskip("got10k.experiments.otb"))
 
 
 def _random_pairs(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,19 +44,19 @@ def _random_pairs(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return pred, gt
 
 
-def test_iou_and_center_error_match_got10k() -> None:
+def test_iou_and_center_error_match_got10k(got10k: SimpleNamespace) -> None:
     pred, gt = _random_pairs()
-    np.testing.assert_allclose(box_iou(pred, gt), got10k_metrics.rect_iou(pred.copy(), gt.copy()),
+    np.testing.assert_allclose(box_iou(pred, gt), got10k.metrics.rect_iou(pred.copy(), gt.copy()),
                                atol=1e-9)
-    np.testing.assert_allclose(center_error(pred, gt), got10k_metrics.center_error(pred, gt), atol=1e-9)
+    np.testing.assert_allclose(center_error(pred, gt), got10k.metrics.center_error(pred, gt), atol=1e-9)
 
 
-def test_otb_curves_match_got10k() -> None:
+def test_otb_curves_match_got10k(got10k: SimpleNamespace) -> None:
     pred, gt = _random_pairs(seed=3)
-    ious = got10k_metrics.rect_iou(pred.copy(), gt.copy())
-    errors = got10k_metrics.center_error(pred, gt)
+    ious = got10k.metrics.rect_iou(pred.copy(), gt.copy())
+    errors = got10k.metrics.center_error(pred, gt)
     experiment = SimpleNamespace(nbins_iou=21, nbins_ce=51)
-    succ_ref, prec_ref = got10k_otb.ExperimentOTB._calc_curves(experiment, ious, errors)
+    succ_ref, prec_ref = got10k.otb.ExperimentOTB._calc_curves(experiment, ious, errors)
     np.testing.assert_allclose(success_curve(box_iou(pred, gt)), succ_ref)
     np.testing.assert_allclose(precision_curve(center_error(pred, gt)), prec_ref)
     scores = ope_scores(pred, gt)
