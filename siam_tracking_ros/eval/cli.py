@@ -56,6 +56,12 @@ CONVENTIONS = {
            "after each (re)init; EAO over the stated interval of sequence lengths",
     "longterm": "VOT-LT precision/recall/F over score thresholds 0:0.01:1 on the OPE run; "
                 "reported at the threshold with the best F",
+    "presence": "segments per sequence: as is (real nan frames), spliced with the next sequence "
+                "(init on A, then frames of B), A-B-A (target returns), A then black frames; one "
+                "IDLE/TRACKING/LOST state machine with wider search while LOST; roc_auc: score of "
+                "visible vs absent frames; absent_lost: absent frames in LOST after the first "
+                "lost_frames; present_tracking: visible frames in TRACKING; reacquire: frames from "
+                "the return to TRACKING with IoU >= 0.5; reliability: present = IoU >= 0.5",
 }
 
 
@@ -71,8 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sequences", nargs="+", metavar="S", help="only these sequence folders")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (variants only)")
     parser.add_argument("--out", type=Path, help="output folder")
-    parser.add_argument("--mode", nargs="+", choices=("ope", "vot", "longterm"), default=["ope"],
-                        help="ope (always run), vot (supervised resets), longterm (P/R/F on the OPE run)")
+    parser.add_argument("--mode", nargs="+", choices=("ope", "vot", "longterm", "presence"), default=["ope"],
+                        help="ope (always run), vot (supervised resets), longterm (P/R/F on the OPE run), "
+                             "presence (is the score a presence probability: spliced/blank/absent frames)")
+    parser.add_argument("--splice-frames", type=int, default=60,
+                        help="presence: frames of each sequence in a spliced segment")
+    parser.add_argument("--score-threshold", type=float, default=0.5, help="presence: LOST threshold")
+    parser.add_argument("--lost-frames", type=int, default=5, help="presence: low frames before LOST")
+    parser.add_argument("--found-frames", type=int, default=2, help="presence: high frames before TRACKING")
     parser.add_argument("--eao-interval", nargs=2, type=int, default=list(VOT_EAO_INTERVAL),
                         metavar=("LO", "HI"), help="sequence lengths averaged by EAO (default VOT2018)")
     parser.add_argument("--skip", type=int, default=5, help="vot: frames skipped after a failure")
@@ -138,6 +150,9 @@ def evaluate(args: argparse.Namespace, requests: list[factory.TrackerRequest],
         entry["summary"] = summarize(entry["sequences"])
         if "vot" in args.mode:
             entry["summary"]["eao"] = eao(vot_runs, tuple(args.eao_interval))
+        if "presence" in args.mode:
+            entry["presence"], entry["reliability"] = _evaluate_presence(args, request.name, tracker,
+                                                                         sequences)
         results[request.name] = entry
     return results
 
@@ -167,6 +182,21 @@ def _evaluate_sequence(args: argparse.Namespace, name: str, tracker: Any, sequen
         vot_runs.append(run)
         row.update({"accuracy": vot_accuracy(run, args.burn_in), "failures": len(run.failures)})
     return row, curves
+
+
+def _evaluate_presence(args: argparse.Namespace, name: str, tracker: Any, sequences: list[Sequence]
+                       ) -> tuple[dict[str, Any], dict[str, list]]:
+    """The presence protocol (:func:`siam_tracking_ros.eval.presence.evaluate_presence`)."""
+    from siam_tracking_ros.core.presence import LostPolicy
+    from siam_tracking_ros.eval.presence import evaluate_presence, reliability_bins
+
+    policy = LostPolicy(args.score_threshold, args.lost_frames, args.found_frames)
+    with tqdm(desc=f"{name} presence", leave=False, disable=args.no_progress, unit="fr") as bar:
+        summary, pooled = evaluate_presence(tracker, sequences, policy, args.splice_frames,
+                                            args.max_frames, bar.update)
+    mean_score, observed, counts = reliability_bins(np.clip(pooled["scores"], 0.0, 1.0), pooled["present"])
+    return summary, {"mean_score": mean_score.tolist(), "observed": observed.tolist(),
+                     "count": counts.tolist()}
 
 
 def _save(out: Path, tracker: str, mode: str, sequence: str, record: SequenceRecord) -> None:
@@ -237,9 +267,17 @@ def write_outputs(args: argparse.Namespace, trackers: dict[str, Any], argv: list
                 "eao_interval": list(args.eao_interval), "conventions": CONVENTIONS}
     (out / "results.json").write_text(json.dumps(_json_safe(document), indent=1))
     table = format_table(trackers, args.mode)
+    if "presence" in args.mode:
+        table += "\n\n" + presence_table(trackers)
     (out / "results.md").write_text(f"`{command}`\n\n{table}\n")
     if not args.no_plots:
         _write_plots(out, trackers)
+        if "presence" in args.mode:
+            from siam_tracking_ros.eval.plots import reliability_plot
+
+            reliability_plot({n: tuple(np.asarray(e["reliability"][k], dtype=np.float64)
+                                       for k in ("mean_score", "observed", "count"))
+                              for n, e in trackers.items()}, out / "reliability_plot.png")
     print(table)
 
 
@@ -266,6 +304,20 @@ def format_table(trackers: dict[str, Any], modes: list[str]) -> str:
     for name, entry in trackers.items():
         cells = [_cell(entry["summary"].get(k)) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PRESENCE_KEYS = ("roc_auc", "absent_lost", "present_tracking", "reacquired", "reacquire_frames",
+                 "f_score", "lt_precision", "lt_recall", "absent_frames", "present_frames")
+
+
+def presence_table(trackers: dict[str, Any]) -> str:
+    """Markdown table of the presence protocol, one row per tracker."""
+    lines = ["| tracker | " + " | ".join(PRESENCE_KEYS) + " |", "|---" * (len(PRESENCE_KEYS) + 1) + "|"]
+    for name, entry in trackers.items():
+        if "presence" in entry:
+            cells = [_cell(entry["presence"].get(k)) for k in PRESENCE_KEYS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

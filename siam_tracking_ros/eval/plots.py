@@ -35,3 +35,27 @@ def precision_plot(curves: dict[str, np.ndarray], precisions: dict[str, float], 
     """Precision against centre-error threshold, legend with the precision at 20 px."""
     return _plot(curves, precisions, PIXEL_THRESHOLDS, "Precision plot (OPE)",
                  "centre error threshold (px)", "precision", path)
+
+
+def reliability_plot(diagrams: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Reliability diagram: observed presence rate against the mean score of each score bin.
+
+    ``diagrams[name] = (mean score, observed rate, count)`` per bin; a calibrated score lies on
+    the diagonal. Marker area follows the bin's share of frames.
+    """
+    fig = Figure(figsize=(5.5, 5), dpi=100)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
+    for name, (mean_score, observed, counts) in diagrams.items():
+        used = counts > 0
+        share = counts[used] / max(counts.sum(), 1)
+        line, = ax.plot(mean_score[used], observed[used], marker="", label=name)
+        ax.scatter(mean_score[used], observed[used], s=20 + 400 * share, color=line.get_color(), alpha=0.7)
+    ax.set(title="Score reliability (present = IoU >= 0.5)", xlabel="score", ylabel="observed presence",
+           xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

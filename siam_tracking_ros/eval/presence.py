@@ -191,3 +191,144 @@ def reliability_bins(scores: np.ndarray, present: np.ndarray, bins: int = 10
         mean_score = np.bincount(index, scores, bins) / counts
         observed = np.bincount(index, present.astype(float), bins) / counts
     return mean_score, observed, counts
+
+
+# ------------------------------------------------------------------ the presence protocol
+
+def return_segment(first: Any, second: Any, frames_each: int) -> Segment:
+    """A's first frames, ``frames_each`` frames of B (absent), then A's next frames (it returns)."""
+    start = first.first_valid()
+    before = list(_frames(first, range(start + 1, min(len(first), start + 1 + frames_each))))
+    away = [(frame, None) for frame, _ in _frames(second, range(min(len(second), frames_each)))]
+    resume = start + 1 + frames_each
+    after = list(_frames(first, range(resume, min(len(first), resume + frames_each))))
+    return Segment(f"{first.name}+{second.name}+{first.name}", first.frame(start), first.boxes[start],
+                   before + away + after, absent_from=len(before))
+
+
+def presence_segments(sequences: list[Any], frames_each: int, max_frames: int | None) -> list[Segment]:
+    """Every sequence as it is (its real absent frames), spliced with the next one, returning
+    after the next one, and followed by black frames."""
+    segments = [own_segment(s, max_frames) for s in sequences]
+    for index, first in enumerate(sequences):
+        if len(sequences) > 1:
+            second = sequences[(index + 1) % len(sequences)]
+            segments.append(spliced_segment(first, second, frames_each))
+            segments.append(return_segment(first, second, frames_each))
+        segments.append(blank_segment(first, frames_each, value=0))
+    return segments
+
+
+@dataclass
+class SegmentRun:
+    """Per-frame outcome of one segment under the state machine."""
+
+    segment: Segment
+    boxes: np.ndarray
+    scores: np.ndarray
+    states: np.ndarray
+    visible: np.ndarray
+    present: np.ndarray
+
+
+def run_with_states(tracker: Any, segment: Segment, policy: Any) -> SegmentRun:
+    """Track a segment as the node does: one state machine, wider search while LOST."""
+    from siam_tracking_ros.core.presence import PresenceStateMachine, TargetState
+
+    machine = PresenceStateMachine(policy)
+    set_scale = getattr(tracker, "set_search_scale", None)
+    tracker.init(segment.init_frame, segment.init_box)
+    machine.start()
+    boxes, scores, states, visible, present = [], [], [], [], []
+    for frame, truth in segment.frames:
+        image = frame.load() if isinstance(frame, _LazyFrame) else frame
+        result = tracker.track(image)
+        state = machine.update(float(result.score))
+        if set_scale is not None and (machine.just_lost or machine.just_found):
+            set_scale(policy.lost_search_scale if state == TargetState.LOST else 1.0)
+        boxes.append(result.box)
+        scores.append(float(result.score))
+        states.append(int(state))
+        visible.append(truth is not None)
+        present.append(truth is not None and iou_xywh(result.box, truth) >= PRESENT_IOU)
+    if set_scale is not None:
+        set_scale(1.0)
+    tracker.reset()
+    return SegmentRun(segment, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores),
+                      np.asarray(states), np.asarray(visible, bool), np.asarray(present, bool))
+
+
+def _after_transitions(flags: np.ndarray, settle: int) -> np.ndarray:
+    """``flags`` with the first ``settle`` frames of every run of True removed."""
+    keep = flags.copy()
+    run = 0
+    for i, flag in enumerate(flags):
+        run = run + 1 if flag else 0
+        if flag and run <= settle:
+            keep[i] = False
+    return keep
+
+
+def reacquire_frames(run: SegmentRun) -> float | None:
+    """Frames from the target's return until TRACKING on it (IoU >= 0.5); inf if never; None if
+    the segment has no return."""
+    from siam_tracking_ros.core.presence import TargetState
+
+    absent = ~run.visible
+    if run.segment.absent_from is None or not absent.any():
+        return None
+    last_absent = int(np.flatnonzero(absent)[-1])
+    if last_absent + 1 >= len(run.visible):
+        return None
+    for offset, index in enumerate(range(last_absent + 1, len(run.visible))):
+        if run.states[index] == TargetState.TRACKING and run.present[index]:
+            return float(offset)
+    return float("inf")
+
+
+def presence_summary(runs: list[SegmentRun], policy: Any) -> dict[str, Any]:
+    """The presence metrics of a tracker over its segment runs (see ``siam-eval --mode presence``)."""
+    from siam_tracking_ros.core.presence import TargetState
+
+    scores = np.concatenate([r.scores for r in runs])
+    visible = np.concatenate([r.visible for r in runs])
+    present = np.concatenate([r.present for r in runs])
+    absent_counted = np.concatenate([_after_transitions(~r.visible, int(policy.lost_frames)) for r in runs])
+    states = np.concatenate([r.states for r in runs])
+    reacquired = [f for f in (reacquire_frames(r) for r in runs) if f is not None]
+    finite = [f for f in reacquired if np.isfinite(f)]
+    return {
+        "roc_auc": roc_auc(scores, visible),
+        "roc_auc_iou": roc_auc(scores, present),
+        "absent_lost": float(np.mean(states[absent_counted] == TargetState.LOST)) if absent_counted.any()
+        else float("nan"),
+        "present_tracking": float(np.mean(states[visible] == TargetState.TRACKING)) if visible.any()
+        else float("nan"),
+        "reacquired": float(len(finite) / len(reacquired)) if reacquired else float("nan"),
+        "reacquire_frames": float(np.median(finite)) if finite else float("nan"),
+        "absent_frames": int((~visible).sum()),
+        "present_frames": int(visible.sum()),
+    }
+
+
+def evaluate_presence(tracker: Any, sequences: list[Any], policy: Any, frames_each: int = 60,
+                      max_frames: int | None = None, progress: Any = None
+                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Run the protocol; returns the summary and the pooled per-frame arrays (for plots and
+    long-term P/R/F): ``boxes``, ``scores``, ``gt`` (nan where absent), ``present``."""
+    from siam_tracking_ros.eval.metrics import longterm_curves, longterm_summary
+
+    runs = []
+    for segment in presence_segments(sequences, frames_each, max_frames):
+        runs.append(run_with_states(tracker, segment, policy))
+        if progress is not None:
+            progress(len(segment.frames))
+    summary = presence_summary(runs, policy)
+    gt = np.concatenate([np.asarray([t if t is not None else [np.nan] * 4 for _, t in r.segment.frames],
+                                    np.float64).reshape(-1, 4) for r in runs])
+    boxes = np.concatenate([r.boxes for r in runs])
+    scores = np.concatenate([r.scores for r in runs])
+    summary.update(longterm_summary(longterm_curves(boxes, scores, gt)))
+    pooled = {"boxes": boxes, "scores": scores, "gt": gt,
+              "present": np.concatenate([r.present for r in runs])}
+    return summary, pooled

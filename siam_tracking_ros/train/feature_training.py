@@ -199,8 +199,8 @@ class FeatureStudent(nn.Module):
 
 def build_network(cfg: FeatureTrainingConfig) -> nn.Module:
     """NanoTrack network with the pretrained backbone loaded (head random)."""
-    from siam_tracking_ros.train.pretrained import load_pretrained
     from siam_tracking_ros.trackers.nanotrack import NanoTrackNet
+    from siam_tracking_ros.train.pretrained import load_pretrained
 
     options = cfg.variant_options
     net = NanoTrackNet(options.get("version", "v2"), options.get("backbone", "mobilenetv2"))
@@ -268,7 +268,8 @@ class OnnxRunner:
     stacks several times faster than eager PyTorch on this CPU.
     """
 
-    def __init__(self, module: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, threads: int) -> None:
+    def __init__(self, module: nn.Module, examples: tuple[torch.Tensor, ...], path: Path,
+                 threads: int) -> None:
         import onnxruntime as ort
 
         names = [f"input{i}" for i in range(len(examples))]
@@ -287,7 +288,7 @@ class OnnxRunner:
         self.names = names
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self.names, arrays)))
+        return self.session.run(None, dict(zip(self.names, arrays, strict=True)))
 
 
 class _TeacherScore(nn.Module):
@@ -360,7 +361,8 @@ def _encode_chunk(pairs: list[Pair], frozen: OnnxRunner, teacher: OnnxRunner | N
             label = np.zeros_like(label)  # the target is nowhere: every point is background
         labels.append(label)
         targets.append(assigned["loc_target"])
-    return {"zf": zf.astype(np.float16), "xf": xf.astype(np.float16), "teacher": soft.astype(np.float16), "labels": np.stack(labels),
+    return {"zf": zf.astype(np.float16), "xf": xf.astype(np.float16),
+            "teacher": soft.astype(np.float16), "labels": np.stack(labels),
             "loc_target": np.stack(targets).astype(np.float16),
             "negative": np.array([p.negative for p in pairs])}
 
@@ -566,4 +568,4 @@ class FeatureTrainer:
         path = save_weights(self.cfg.export_to, state, "nanotrack", config, half=True, extra=extra)
         (self.cfg.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"exported": str(path), "best_val_auc": self.best_auc, "epochs": self.epoch,
-                "calibration": list(calibration), "calibration_samples": int(len(samples.present))}
+                "calibration": list(calibration), "calibration_samples": len(samples.present)}
