@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,15 @@ from siam_tracking_ros.train.sint_pp.policy import (
     occluder_corner,
     reinforce_loss,
 )
-from siam_tracking_ros.train.sint_pp.train import DEFAULT_COCO, load_crops, main
+from siam_tracking_ros.train.sint_pp.train import load_crops, main, parse_args
 from siam_tracking_ros.train.sint_pp.vae import CropVAE, train_vae, vae_loss
 
-IMAGES = DEFAULT_COCO / "images" / "train2017"
-LABELS = DEFAULT_COCO / "object_detection" / "labels" / "train2017"
+ROOT = Path(__file__).resolve().parents[2]
+#: the shared folder as every test reads it (test/conftest.py)
+SHARED = Path(os.environ.get("SIAM_SHARED_DIR", ROOT.parent / "shared")).resolve()
+COCO = SHARED / "data" / "images" / "coco128"
+IMAGES = COCO / "images" / "train2017"
+LABELS = COCO / "object_detection" / "labels" / "train2017"
 requires_coco = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"{IMAGES} not present")
 
 
@@ -122,9 +127,21 @@ def test_occluder_is_pasted_where_the_policy_said() -> None:
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_main_trains_both_parts_on_a_few_real_crops(tmp_path: Path) -> None:
-    history = main(["--count", "2", "--vae-steps", "2", "--policy-steps", "1", "--sint-steps", "1",
+    history = main(["--images", str(IMAGES), "--labels", str(LABELS), "--count", "2",
+                    "--vae-steps", "2", "--policy-steps", "1", "--sint-steps", "1",
                     "--out", str(tmp_path)])
     assert len(history["vae_loss"]) == 2 and len(history["policy_reward"]) == 1
     assert len(history["sint_loss"]) == 1
     for name in ("sint_pp_vae.safetensors", "sint_pp_policy.safetensors", "sint_pp.safetensors"):
         assert (tmp_path / name).is_file()
+
+
+def test_default_data_follows_the_shared_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIAM_SHARED_DIR", str(tmp_path))
+    args = parse_args([])
+    coco = tmp_path / "data" / "images" / "coco128"
+    assert args.images == coco / "images" / "train2017"
+    assert args.labels == coco / "object_detection" / "labels" / "train2017"
+    monkeypatch.delenv("SIAM_SHARED_DIR")
+    beside = ROOT.parent / "shared" / "data" / "images" / "coco128" / "images" / "train2017"
+    assert parse_args([]).images.resolve() == beside.resolve()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +32,14 @@ from siam_tracking_ros.train.sint_pp.policy import (
 )
 from siam_tracking_ros.train.sint_pp.vae import CROP_SIZE, CropVAE, train_vae
 
-DEFAULT_COCO = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "images" / "coco128"
+
+def default_coco() -> Path:
+    """COCO128 in the shared folder: ``$SIAM_SHARED_DIR`` (as the tests read it), else ../shared."""
+    shared = os.environ.get("SIAM_SHARED_DIR") or Path(__file__).resolve().parents[3].parent / "shared"
+    return Path(shared) / "data" / "images" / "coco128"
+
+
+DEFAULT_COCO = default_coco()
 
 
 def read_yolo_boxes(label_file: Path, width: int, height: int) -> np.ndarray:
@@ -108,9 +116,9 @@ def train_matcher(net: SINTNet, targets: torch.Tensor, hard_positives: torch.Ten
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sint_pp-train", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=DEFAULT_COCO / "images" / "train2017")
-    parser.add_argument("--labels", type=Path,
-                        default=DEFAULT_COCO / "object_detection" / "labels" / "train2017")
+    coco = default_coco()
+    parser.add_argument("--images", type=Path, default=coco / "images" / "train2017")
+    parser.add_argument("--labels", type=Path, default=coco / "object_detection" / "labels" / "train2017")
     parser.add_argument("--count", type=int, default=16, help="target crops to use")
     parser.add_argument("--vae-steps", type=int, default=20)
     parser.add_argument("--policy-steps", type=int, default=5)
