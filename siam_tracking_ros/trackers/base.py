@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -57,11 +58,17 @@ class SiameseTracker(ABC):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.dtype = torch.float32
+        self.threads = 0
         self.upload = FrameUploader(self.device)
         #: device-side crops with kept buffers: ``self.crop(image, center, size(s), out_size, pad)``
         self.crop = CropperCache()
-        #: the per-frame search pass; :meth:`use_cuda_graphs` makes it replay a captured graph
-        self.search_pass = StaticGraph(self.model.search, enabled=False)
+        #: the per-frame search pass; :meth:`use_cuda_graphs` makes it replay a captured graph,
+        #: :meth:`use_backend` run it in ONNX Runtime
+        self.search_pass: Any = StaticGraph(self.model.search, enabled=False)
+        #: the template pass (once per target); :meth:`use_backend` may point it at ONNX Runtime
+        self.template_pass: Any = self.model.template
+        #: ``torch`` or ``onnxruntime``: what runs the network passes (see :meth:`use_backend`)
+        self.backend = "torch"
         self._initialized = False
 
     @property
@@ -82,10 +89,46 @@ class SiameseTracker(ABC):
 
         Only variants whose search pass has static shapes route it through ``search_pass``
         (``supports_cuda_graphs``); elsewhere, and on CPU, this changes nothing. ``emulate`` runs
-        the same static-buffer path on CPU (tests).
+        the same static-buffer path on CPU (tests). With the onnxruntime backend it changes nothing.
         """
+        if self.backend != "torch":
+            return self
         self.search_pass = StaticGraph(self.model.search, enabled=enabled and self.supports_cuda_graphs,
                                        emulate=emulate)
+        return self
+
+    def use_backend(self, backend: str = "auto", threads: int = 0) -> SiameseTracker:
+        """Run the template and search passes with ``backend`` (``auto|torch|onnxruntime``).
+
+        ``auto`` = onnxruntime on the CPU for variants with static-shape search passes
+        (``supports_cuda_graphs``), torch elsewhere; an explicit ``onnxruntime`` for another
+        variant warns and stays on torch. ``threads`` (0 = library default) sets ORT's intra-op
+        threads, or ``torch.set_num_threads`` (process-wide) for torch. ONNX exports are made on
+        first use per input shape and cached on disk (:mod:`siam_tracking_ros.backends`): call
+        this after the weights are loaded. :attr:`backend` tells what runs.
+        """
+        from siam_tracking_ros.backends import resolve_backend, set_torch_threads
+
+        resolved = resolve_backend(backend, self.device, self.supports_cuda_graphs)
+        if resolved == "onnxruntime" and not self.supports_cuda_graphs:
+            warnings.warn(f"{self.name}: its search pass has no static shapes; staying on torch",
+                          RuntimeWarning, stacklevel=2)
+            resolved = "torch"
+        self.threads = int(threads)
+        if resolved == "torch":
+            set_torch_threads(self.threads)
+            if self.backend != "torch":
+                self.search_pass = StaticGraph(self.model.search, enabled=False)
+            self.template_pass = self.model.template
+        else:
+            from siam_tracking_ros.backends.export import module_fingerprint
+            from siam_tracking_ros.backends.ort import OrtPass
+
+            fingerprint = module_fingerprint(self.model, repr(self.config))
+            self.template_pass = OrtPass(self.model, self.model.template, fingerprint, self.threads,
+                                         copy_outputs=True)
+            self.search_pass = OrtPass(self.model, self.model.search, fingerprint, self.threads)
+        self.backend = resolved
         return self
 
     @torch.inference_mode()

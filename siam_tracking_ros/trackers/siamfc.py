@@ -141,7 +141,7 @@ class SiamFCTracker(SiameseTracker):
         self.x_sz = self.z_sz * cfg.instance_size / cfg.exemplar_size
         image = self.upload(frame)
         self.avg_color = frame_mean(image).clone()
-        self._kernel = self.model.template(self.template_crop(image))
+        self._kernel = self.template_pass(self.template_crop(image))
 
     def template_crop(self, image: torch.Tensor) -> torch.Tensor:
         """The exemplar crop ``(1, 3, exemplar_size, exemplar_size)`` of the uploaded frame."""

@@ -240,7 +240,7 @@ class SiamRPNTracker(SiameseTracker):
         self.avg_color = frame_mean(image).clone()
         s_z = context_size(w, h, cfg.context_amount)
         z = self.crop(image, self.center, s_z, cfg.exemplar_size, self.avg_color)
-        self.features = self.model.template(z.to(self.dtype))
+        self.features = self.template_pass(z.to(self.dtype))
         self._features_dtype = self.dtype
         self._lost = False
         self.instance_size = self._initial_instance_size(frame.shape)

@@ -10,14 +10,19 @@ import torch
 import torch.nn.functional as F
 
 
+def _dims(t: torch.Tensor) -> tuple[int, ...]:
+    """Shape as plain ints (static shapes in ONNX exports; traced sizes would be dynamic)."""
+    return tuple(int(v) for v in t.shape)
+
+
 def xcorr_plain(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """SiamFC correlation: one response channel per pair, summed over channels.
 
     ``x (B, C, H, W)``, ``z (B, C, h, w)`` -> ``(B, 1, H-h+1, W-w+1)``.
     """
-    batch, channels, height, width = x.shape
+    batch, channels, height, width = _dims(x)
     out = F.conv2d(x.reshape(1, batch * channels, height, width), z, groups=batch)
-    return out.reshape(batch, 1, out.shape[-2], out.shape[-1])
+    return out.reshape(batch, 1, *_dims(out)[2:])
 
 
 def xcorr_up_channel(x: torch.Tensor, z: torch.Tensor, out_channels: int) -> torch.Tensor:
@@ -25,10 +30,10 @@ def xcorr_up_channel(x: torch.Tensor, z: torch.Tensor, out_channels: int) -> tor
 
     ``x (B, C, H, W)``, ``z (B, out_channels * C, h, w)`` -> ``(B, out_channels, H-h+1, W-w+1)``.
     """
-    batch, channels, height, width = x.shape
-    kernels = z.reshape(batch * out_channels, channels, z.shape[-2], z.shape[-1])
+    batch, channels, height, width = _dims(x)
+    kernels = z.reshape(batch * out_channels, channels, *_dims(z)[2:])
     out = F.conv2d(x.reshape(1, batch * channels, height, width), kernels, groups=batch)
-    return out.reshape(batch, out_channels, out.shape[-2], out.shape[-1])
+    return out.reshape(batch, out_channels, *_dims(out)[2:])
 
 
 def xcorr_depthwise(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -36,10 +41,10 @@ def xcorr_depthwise(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
     ``x (B, C, H, W)``, ``z (B, C, h, w)`` -> ``(B, C, H-h+1, W-w+1)``.
     """
-    batch, channels, height, width = x.shape
-    kernels = z.reshape(batch * channels, 1, z.shape[-2], z.shape[-1])
+    batch, channels, height, width = _dims(x)
+    kernels = z.reshape(batch * channels, 1, *_dims(z)[2:])
     out = F.conv2d(x.reshape(1, batch * channels, height, width), kernels, groups=batch * channels)
-    return out.reshape(batch, channels, out.shape[-2], out.shape[-1])
+    return out.reshape(batch, channels, *_dims(out)[2:])
 
 
 def xcorr_pointwise(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear interpolation of ``(B, C, H, W)`` to ``size``; identity when it already fits."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    size = (int(size[0]), int(size[1]))  # plain ints: static shapes in ONNX exports
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
