@@ -5,63 +5,69 @@
         device:=cuda weights:=/path/to/nanotrackv2.pth
     ros2 launch siam_tracking_ros tracker.launch.py video:=/path/to/clip.mp4   # with a player
 
-Arguments: tracker, image, device, weights, params_file (default: config/<tracker>.yaml),
-namespace, lifecycle (true: the managed node, left unconfigured), video (empty: no player).
+Arguments: tracker, image, device, weights, params_file, namespace, lifecycle, video.
+Parameters are layered: the packaged config/<variant>.yaml, then params_file, then only the
+tracker / device / weights arguments that were given (empty = leave the files' value).
 """
 
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.launch_context import LaunchContext
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "siam_tracking_ros"
+NODE_NAME = "tracker_node"
+SHARE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # installed share/ or checkout
+
+ARGUMENTS = [
+    ("tracker", "", "tracker variant; empty: the params_file's value, else nanotrack"),
+    ("image", "image", "input sensor_msgs/Image topic"),
+    ("device", "", "auto, cpu, cuda or cuda:N; empty: the params_file's value, else auto"),
+    ("weights", "", "weights file; empty: the params_file's value, else the variant's packaged default"),
+    ("params_file", "", "parameter file layered over the packaged config/<tracker>.yaml "
+     "(empty: the packaged file alone)"),
+    ("namespace", "", "namespace of the nodes"),
+    ("lifecycle", "false", "true: start the managed (lifecycle) node, unconfigured"),
+    ("video", "", "video file / image folder / camera to play on the image topic (empty: no player)"),
+]
+
+
+def _as_text(layers: list) -> list:
+    """Keep argument values strings (launch_ros would read 'true' or '1' as YAML otherwise)."""
+    return [{k: ParameterValue(v, value_type=str) for k, v in layer.items()} if isinstance(layer, dict)
+            else layer for layer in layers]
+
+
+def _nodes(context: LaunchContext) -> list:
+    """The nodes, built from the argument values (plain strings, compared in Python)."""
+    from siam_tracking_ros.ros.launch_support import tracker_parameter_layers
+
+    value = {name: context.launch_configurations.get(name, default) for name, default, _ in ARGUMENTS}
+    namespace, image, video = value["namespace"], value["image"], value["video"]
+    variant, layers = tracker_parameter_layers(SHARE_DIR, value["tracker"], value["device"],
+                                               value["weights"], value["params_file"], NODE_NAME,
+                                               namespace)
+    common = {"package": PACKAGE, "name": NODE_NAME, "namespace": namespace, "output": "screen",
+              "parameters": _as_text(layers),
+              "remappings": [("image", image), ("image/compressed", f"{image}/compressed")]}
+    files = [layer for layer in layers if isinstance(layer, str)]
+    actions = [LogInfo(msg=f"{NODE_NAME}: variant {variant}, parameter files {files}")]
+    if value["lifecycle"].strip().lower() in ("true", "1", "yes", "on"):
+        actions.append(LifecycleNode(executable="tracker_lifecycle_node", **common))
+    else:
+        actions.append(Node(executable="tracker_node", **common))
+    if video:  # a plain comparison: quotes or spaces in the path are fine
+        actions.append(Node(package=PACKAGE, executable="video_publisher", name="video_publisher",
+                            namespace=namespace, output="screen",
+                            parameters=[{"source": ParameterValue(video, value_type=str)}],
+                            remappings=[("image", image)]))
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    tracker = LaunchConfiguration("tracker")
-    image = LaunchConfiguration("image")
-    device = LaunchConfiguration("device")
-    weights = LaunchConfiguration("weights")
-    params_file = LaunchConfiguration("params_file")
-    namespace = LaunchConfiguration("namespace")
-    lifecycle = LaunchConfiguration("lifecycle")
-    video = LaunchConfiguration("video")
-
-    arguments = [
-        DeclareLaunchArgument("tracker", default_value="nanotrack", description="tracker variant"),
-        DeclareLaunchArgument("image", default_value="image", description="input sensor_msgs/Image topic"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
-        DeclareLaunchArgument("weights", default_value="",
-                              description="weights file; empty = the variant's packaged default"),
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=[FindPackageShare(PACKAGE), "/config/", tracker, ".yaml"],
-            description="parameter file (default: config/<tracker>.yaml of this package)"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
-        DeclareLaunchArgument("lifecycle", default_value="false",
-                              description="true: start the managed (lifecycle) node, unconfigured"),
-        DeclareLaunchArgument("video", default_value="",
-                              description="video file / image folder / camera to play on the image topic"),
-    ]
-    # Launch arguments override the file's values; typed as strings (an empty weights stays "").
-    parameters = [params_file, {
-        "tracker": ParameterValue(tracker, value_type=str),
-        "device": ParameterValue(device, value_type=str),
-        "weights": ParameterValue(weights, value_type=str),
-    }]
-    remappings = [("image", image), ("image/compressed", [image, "/compressed"])]
-
-    plain = Node(package=PACKAGE, executable="tracker_node", name="tracker_node", namespace=namespace,
-                 parameters=parameters, remappings=remappings, output="screen",
-                 condition=UnlessCondition(lifecycle))
-    managed = LifecycleNode(package=PACKAGE, executable="tracker_lifecycle_node", name="tracker_node",
-                            namespace=namespace, parameters=parameters, remappings=remappings,
-                            output="screen", condition=IfCondition(lifecycle))
-    player = Node(package=PACKAGE, executable="video_publisher", name="video_publisher",
-                  namespace=namespace, parameters=[{"source": ParameterValue(video, value_type=str)}],
-                  remappings=[("image", image)], output="screen",
-                  condition=IfCondition(PythonExpression(["'", video, "' != ''"])))
-    return LaunchDescription([*arguments, plain, managed, player])
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
+                 for name, default, description in ARGUMENTS]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])
