@@ -181,8 +181,10 @@ class FeatureStudent(nn.Module):
         self.upper = net.backbone.features[trainable_from:]
 
     def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """``features[:trainable_from]`` of BGR 0..255 crops (no grad)."""
+        """``features[:trainable_from]`` of BGR 0..255 crops, BN in eval mode (ImageNet's
+        statistics must never be updated by the probe or cache batches)."""
         backbone = self.net.backbone
+        backbone.eval()
         rgb = crops.flip(1) * backbone.scale + backbone.shift
         return backbone.features[:self.trainable_from](rgb)
 
@@ -409,7 +411,7 @@ class FeatureTrainer:
         self.cfg = cfg
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.net = build_network(cfg)
+        self.net = build_network(cfg).eval()
         self.student = FeatureStudent(self.net, cfg.trainable_from)
         geometry = HeadGeometry(exemplar_size=127, instance_size=255, score_size=16, stride=16)
         self.objective = PointObjective(geometry)
@@ -489,7 +491,7 @@ class FeatureTrainer:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
                 self.optimizer.step()
-                for key, value in {"loss": float(loss), **parts}.items():
+                for key, value in {"loss": float(loss.detach()), **parts}.items():
                     sums[key] = sums.get(key, 0.0) + value
                 if step % 20 == 0 or step == steps_per_epoch - 1:
                     means = " ".join(f"{k} {v / (step + 1):.3f}" for k, v in sums.items())
@@ -559,7 +561,11 @@ class FeatureTrainer:
         samples = collect_presence_samples(self.tracker(state), self.validation_sequences(),
                                            self.cfg.calibration_splice_frames,
                                            self.cfg.validation_max_frames)
-        calibration = fit_platt(samples.raw_scores, samples.present)
+        try:
+            calibration: tuple[float, float] | None = fit_platt(samples.raw_scores, samples.present)
+        except ValueError as exc:  # e.g. a model that never holds the target: publish raw peaks
+            print(f"warning: no score calibration: {exc}", file=sys.stderr)
+            calibration = None
         config = self.tracker_config(calibration)
         extra = {"training": json.dumps({"run": self.cfg.name, "best_val_auc": self.best_auc,
                                          "epochs": self.epoch, "pretrained": self.cfg.pretrained,
@@ -568,4 +574,5 @@ class FeatureTrainer:
         path = save_weights(self.cfg.export_to, state, "nanotrack", config, half=True, extra=extra)
         (self.cfg.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"exported": str(path), "best_val_auc": self.best_auc, "epochs": self.epoch,
-                "calibration": list(calibration), "calibration_samples": len(samples.present)}
+                "calibration": list(calibration) if calibration else None,
+                "calibration_samples": len(samples.present)}

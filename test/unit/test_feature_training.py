@@ -1,0 +1,101 @@
+"""``siam-train features``: cache, train, resume, calibrate and export on a tiny real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from siam_tracking_ros.trackers import build_tracker
+from siam_tracking_ros.train import pretrained
+from siam_tracking_ros.train.feature_training import (
+    AbsentPairSampler,
+    AbsentSpec,
+    FeatureCache,
+    FeatureTrainer,
+    load_feature_config,
+)
+from siam_tracking_ros.weights.io import read_metadata
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config" / "train" / "nanotrack_mnv2.yaml"
+
+
+@pytest.fixture(scope="module")
+def shared_dir(sequences_dir: Path) -> Path:
+    return sequences_dir.parent.parent
+
+
+@pytest.fixture(scope="module")
+def have_pretrained() -> None:
+    try:
+        pretrained.fetch("mobilenetv2_torchvision")
+    except OSError as exc:
+        pytest.skip(f"pretrained MobileNetV2 not available: {exc}")
+
+
+def _tiny_config(tmp_path: Path, shared_dir: Path, epochs: int) -> object:
+    sequences = shared_dir / "data" / "sequences"
+    teacher = shared_dir / "data" / "weights" / "nanotrack" / "pretrained" / "nanotrackv2.pth"
+    overrides = [f"work_dir={tmp_path / 'runs'}", "name=tiny", "pairs=64", f"epochs={epochs}",
+                 "batch_size=32", "validate_every=1", "validation_max_frames=8",
+                 "calibration_splice_frames=10", f"export_to={tmp_path / 'tiny.safetensors'}",
+                 f"validation_root={sequences}", "validation_sequences=[otb_Dudek_first20]",
+                 f"teacher={teacher}"]
+    cfg = load_feature_config(CONFIG, overrides)
+    for dataset in cfg.datasets:  # the config's relative paths are relative to the repository
+        for key in ("root", "images", "labels"):
+            value = getattr(dataset, key)
+            if value and value.startswith("../shared"):
+                setattr(dataset, key, str(shared_dir / value[len("../shared/"):]))
+    return cfg
+
+
+def test_config_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="unknown key"):
+        load_feature_config(CONFIG, ["epoch=3"])
+
+
+def test_absent_pairs_hide_the_target(shared_dir: Path, have_pretrained: None, tmp_path: Path) -> None:
+    import numpy as np
+
+    from siam_tracking_ros.train.pairs import PairSampler, PairSpec
+    from siam_tracking_ros.train.trainer import build_sources
+
+    cfg = _tiny_config(tmp_path, shared_dir, 1)
+    sampler = AbsentPairSampler(PairSampler(build_sources(cfg.datasets), PairSpec(negative=0.0)),
+                                AbsentSpec(blank=0.5, occluded=0.5))
+    rng = np.random.default_rng(3)
+    pairs = [sampler.sample(rng) for _ in range(20)]
+    assert all(p.negative for p in pairs)  # every draw is blank or occluded
+    blank = [p for p in pairs if p.search.image.std() < 25]
+    assert blank and len(blank) < len(pairs)
+
+
+def test_tiny_run_trains_resumes_calibrates_and_exports(shared_dir: Path, have_pretrained: None,
+                                                        tmp_path: Path) -> None:
+    cfg = _tiny_config(tmp_path, shared_dir, epochs=1)
+    trainer = FeatureTrainer(cfg)
+    backbone_before = {k: v.clone() for k, v in trainer.net.backbone.state_dict().items()}
+    head_before = {k: v.clone() for k, v in trainer.net.ban_head.state_dict().items()}
+    summary = trainer.run()
+    cache = FeatureCache(cfg.run_dir / "cache_from14")
+    assert cache.count == 64 and cache.arrays["zf"].shape[1:] == (96, 8, 8)
+    assert cache.arrays["negative"][:].any() and not cache.arrays["negative"][:].all()
+    teacher = cache.arrays["teacher"][:].astype("float32")
+    assert teacher.min() >= 0.0 and teacher.max() <= 1.0 and teacher.max() > 0.5
+    for key, value in trainer.net.backbone.state_dict().items():
+        torch.testing.assert_close(value, backbone_before[key])  # frozen stays frozen
+    assert any(not torch.equal(v, head_before[k]) for k, v in trainer.net.ban_head.state_dict().items())
+
+    exported = Path(summary["exported"])
+    config = json.loads(read_metadata(exported)["config"])
+    assert config["backbone"] == "mobilenetv2" and len(config["score_calibration"]) == 2
+    tracker = build_tracker("nanotrack", weights=str(exported), device="cpu")
+    assert tracker.config.score_calibration == pytest.approx(summary["calibration"])
+
+    resumed = FeatureTrainer(_tiny_config(tmp_path, shared_dir, epochs=2)).run()
+    history = json.loads(read_metadata(Path(resumed["exported"]))["training"])["history"]
+    assert [h["epoch"] for h in history] == [1, 2]  # epoch 1 from the checkpoint, epoch 2 trained
