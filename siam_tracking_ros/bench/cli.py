@@ -19,20 +19,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import torch
 
+from siam_tracking_ros.backends import BACKENDS
 from siam_tracking_ros.bench import model as model_bench
 from siam_tracking_ros.data.sequences import find_sequences
 from siam_tracking_ros.eval import factory
 from siam_tracking_ros.eval.baselines import DEFAULT_NANO_BACKBONE, DEFAULT_NANO_NECKHEAD
 from siam_tracking_ros.eval.cli import _json_safe, machine_info
 
-MODEL_COLUMNS = ("tracker", "device", "half", "cuda_graphs", "targets", "resolution", "load_ms", "init_ms",
-                 "track_p50_ms", "track_p95_ms", "track_p99_ms", "fps", "target_fps", "peak_rss_mib",
-                 "cuda_peak_mib", "weights")
+MODEL_COLUMNS = ("tracker", "device", "half", "cuda_graphs", "targets", "resolution", "backend", "threads",
+                 "load_ms", "init_ms", "track_p50_ms", "track_p95_ms", "track_p99_ms", "fps", "target_fps",
+                 "peak_rss_mib", "cuda_peak_mib", "weights")
 NODE_COLUMNS = ("tracker", "resolution", "rate_hz", "published", "received", "dropped", "latency_p50_ms",
                 "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "node_latency_p50_ms")
 
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--sequence", type=Path, default=model_bench.default_sequence_dir(),
                         help="real frames to track (a sequence folder)")
     common.add_argument("--out", type=Path, required=True)
-    common.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
+    common.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="torch, OpenCV and ONNX Runtime threads (model: one row per count; node: the "
+                             "first)")
 
     model = sub.add_parser("model", parents=[common], help="per-variant latency, throughput, memory")
     model.add_argument("--device", nargs="+", default=["cpu"])
@@ -67,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--half", action="store_true", help="fp16 network (CUDA only)")
     model.add_argument("--cuda-graphs", action="store_true",
                        help="replay the search pass from CUDA graphs (CUDA only)")
-    model.add_argument("--resolution", type=_resolution, help="resize frames to WxH (default: as stored)")
+    model.add_argument("--resolution", type=_resolution, nargs="+",
+                       help="resize frames to WxH, one row per size (default: as stored)")
+    model.add_argument("--backend", nargs="+", default=["auto"], choices=BACKENDS,
+                       help="inference backend(s) of the variants, one row each (OpenCV baselines: one row)")
     model.add_argument("--in-process", action="store_true",
                        help="run all configurations in this process (default: one child process each)")
     model.add_argument("--nano-backbone", default=str(DEFAULT_NANO_BACKBONE))
@@ -92,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
-    cv2.setNumThreads(max(1, args.threads))
+    torch.set_num_threads(max(1, args.threads[0]))
+    cv2.setNumThreads(max(1, args.threads[0]))
     try:
         requests = factory.build_requests(args.tracker, args.weights, args.option)
         sequence = find_sequences(args.sequence)[0]
@@ -127,60 +133,93 @@ def _with_weights_fallback(request: factory.TrackerRequest, attempt: Any) -> Any
         return attempt(fallback)
 
 
+class ModelConfig(NamedTuple):
+    """One row of ``siam-bench model``."""
+
+    request: factory.TrackerRequest
+    device: str
+    targets: int
+    resolution: tuple[int, int] | None
+    backend: str
+    threads: int
+
+    def label(self) -> dict[str, Any]:
+        return {"tracker": self.request.name, "device": self.device, "targets": self.targets,
+                "backend": self.backend, "threads": self.threads}
+
+
+def model_configs(args: argparse.Namespace, requests: list[factory.TrackerRequest]) -> list[ModelConfig]:
+    """Every (resolution, threads, variant, backend, device, targets); baselines once per backend set."""
+    configs = []
+    for resolution in args.resolution or [None]:
+        for threads in args.threads:
+            for request in requests:
+                backends = ["opencv"] if factory.is_baseline(request.name) else args.backend
+                configs += [ModelConfig(request, device, targets, resolution, backend, threads)
+                            for backend in backends for device in args.device for targets in args.targets]
+    return configs
+
+
 def run_model(args: argparse.Namespace, requests: list[factory.TrackerRequest],
               sequence: Any) -> list[dict[str, Any]]:
-    """One row per (variant, device, targets); each in a fresh process unless ``--in-process``
-    or there is only one configuration, so memory numbers do not carry over between variants."""
-    configs = [(r, d, n) for r in requests for d in args.device for n in args.targets]
+    """One row per configuration (:func:`model_configs`); each in a fresh process unless
+    ``--in-process`` or there is only one, so memory numbers do not carry over between rows. Every
+    row tracks the same frames (the first ``--frames`` of ``--sequence``, resized)."""
+    configs = model_configs(args, requests)
     isolate = not args.in_process and len(configs) > 1
-    frames, box = (None, None) if isolate else model_bench.load_frames(sequence, args.frames + 1,
-                                                                       args.resolution)
+    frames_by_size: dict[Any, Any] = {}
     rows = []
-    for request, device, targets in configs:
+    for config in configs:
         if isolate:
-            result = _run_isolated(args, request, device, targets)
+            result = _run_isolated(args, config)
         else:
-            result = _run_one(args, request, device, targets, frames, box)
+            if config.resolution not in frames_by_size:
+                frames_by_size[config.resolution] = model_bench.load_frames(sequence, args.frames + 1,
+                                                                            config.resolution)
+            result = _run_one(args, config, *frames_by_size[config.resolution])
         print(format_table([result], MODEL_COLUMNS).splitlines()[-1], flush=True)
         rows.append(result)
     return rows
 
 
-def _run_one(args: argparse.Namespace, request: factory.TrackerRequest, device: str, targets: int,
-             frames: Any, box: Any) -> dict[str, Any]:
+def _run_one(args: argparse.Namespace, config: ModelConfig, frames: Any, box: Any) -> dict[str, Any]:
+    torch.set_num_threads(max(1, config.threads))
+    cv2.setNumThreads(max(1, config.threads))
+
     def attempt(req: factory.TrackerRequest) -> Any:
-        return model_bench.bench_model(req, frames, box, device, targets, args.warmup,
+        return model_bench.bench_model(req, frames, box, config.device, config.targets, args.warmup,
                                        nano_paths=(args.nano_backbone, args.nano_neckhead),
-                                       half=args.half, cuda_graphs=args.cuda_graphs)
+                                       half=args.half, cuda_graphs=args.cuda_graphs,
+                                       backend=config.backend, threads=config.threads)
 
     try:
-        return _with_weights_fallback(request, attempt).as_dict()
+        return _with_weights_fallback(config.request, attempt).as_dict()
     except Exception as exc:  # report and go on with the next configuration
-        return {"tracker": request.name, "device": device, "targets": targets,
-                "error": f"{type(exc).__name__}: {exc}"}
+        return {**config.label(), "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _run_isolated(args: argparse.Namespace, request: factory.TrackerRequest, device: str,
-                  targets: int) -> dict[str, Any]:
+def _run_isolated(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     """Run one configuration as ``siam-bench model --in-process`` in a child process."""
+    request = config.request
     with tempfile.TemporaryDirectory(prefix="siam_bench_") as tmp:
-        argv = ["model", "--in-process", "--tracker", request.name, "--device", device,
-                "--targets", str(targets), "--frames", str(args.frames), "--warmup", str(args.warmup),
-                "--sequence", str(args.sequence), "--threads", str(args.threads), "--out", tmp,
+        argv = ["model", "--in-process", "--tracker", request.name, "--device", config.device,
+                "--targets", str(config.targets), "--frames", str(args.frames), "--warmup", str(args.warmup),
+                "--sequence", str(args.sequence), "--threads", str(config.threads), "--out", tmp,
                 "--nano-backbone", str(args.nano_backbone), "--nano-neckhead", str(args.nano_neckhead)]
+        if config.backend in BACKENDS:
+            argv += ["--backend", config.backend]
         if request.weights:
             argv += ["--weights", f"{request.name}={request.weights}"]
         if request.options:
             argv += ["--option", *(f"{request.name}:{k}={v}" for k, v in request.options.items())]
-        if args.resolution:
-            argv += ["--resolution", "{}x{}".format(*args.resolution)]
+        if config.resolution:
+            argv += ["--resolution", "{}x{}".format(*config.resolution)]
         argv += ["--half"] * args.half + ["--cuda-graphs"] * args.cuda_graphs
         child = subprocess.run([sys.executable, "-m", "siam_tracking_ros.bench.cli", *argv],
                                capture_output=True, text=True, check=False)
         report = Path(tmp) / "bench.json"
         if child.returncode != 0 or not report.is_file():
-            return {"tracker": request.name, "device": device, "targets": targets,
-                    "error": (child.stderr.strip().splitlines() or ["child failed"])[-1]}
+            return {**config.label(), "error": (child.stderr.strip().splitlines() or ["child failed"])[-1]}
         return json.loads(report.read_text())["results"][0]
 
 

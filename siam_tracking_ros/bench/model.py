@@ -41,6 +41,10 @@ class ModelBenchResult:
     cuda_graphs: bool
     batched: bool
     resolution: str
+    #: what ran the network: ``torch``, ``onnxruntime`` (``onnxruntime+torch``: a pass fell back),
+    #: or ``opencv`` for the OpenCV baselines
+    backend: str
+    threads: int
     frames: int
     load_ms: float
     init_ms: float
@@ -74,15 +78,17 @@ def load_frames(sequence: Sequence, count: int, resolution: tuple[int, int] | No
 def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: np.ndarray,
                 device: str = "cpu", targets: int = 1, warmup: int = 5, init_repeats: int = 5,
                 nano_paths: tuple[str | None, str | None] = (None, None), half: bool = False,
-                cuda_graphs: bool = False) -> ModelBenchResult:
+                cuda_graphs: bool = False, backend: str = "torch", threads: int = 0) -> ModelBenchResult:
     """Measure one variant. Raises what the tracker builder raises (e.g. missing weights).
 
     ``half`` and ``cuda_graphs`` switch on fp16 and graph replay of the search pass (CUDA only;
-    the row records whether the tracker actually runs that way).
+    the row records whether the tracker actually runs that way). ``backend`` and ``threads`` go to
+    ``tracker.use_backend`` (variants only); ONNX exports and sessions are made on first use, in
+    the first init and warm-up frames, outside the reported medians and track times.
     """
     reset_peak_rss()
     start = time.perf_counter()
-    trackers = [_configure(factory.build(request, device, *nano_paths), half, cuda_graphs)
+    trackers = [_configure(factory.build(request, device, *nano_paths), half, cuda_graphs, backend, threads)
                 for _ in range(targets)]
     load_s = (time.perf_counter() - start) / targets
     torch_device = getattr(trackers[0], "device", torch.device("cpu"))
@@ -117,7 +123,8 @@ def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: 
         tracker=request.name, device=str(torch_device), weights=request.weights, targets=targets,
         half=getattr(trackers[0], "dtype", torch.float32) == torch.float16,
         cuda_graphs=bool(getattr(getattr(trackers[0], "search_pass", None), "replays", 0)),
-        batched=False, resolution=f"{width}x{height}", frames=len(sequence),
+        batched=False, resolution=f"{width}x{height}", backend=backend_label(trackers[0]), threads=threads,
+        frames=len(sequence),
         load_ms=load_s * 1e3, init_ms=float(np.median(init_times) * 1e3),
         track_p50_ms=float(np.percentile(ms, 50)), track_p95_ms=float(np.percentile(ms, 95)),
         track_p99_ms=float(np.percentile(ms, 99)), track_mean_ms=float(ms.mean()),
@@ -125,12 +132,24 @@ def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: 
         rss_mib=rss_mib(), peak_rss_mib=peak_rss_mib(), cuda_peak_mib=cuda_peak_mib(torch_device))
 
 
-def _configure(tracker: Any, half: bool, cuda_graphs: bool) -> Any:
+def _configure(tracker: Any, half: bool, cuda_graphs: bool, backend: str = "torch", threads: int = 0) -> Any:
     if half and hasattr(tracker, "half"):
         tracker.half()
     if cuda_graphs and hasattr(tracker, "use_cuda_graphs"):
         tracker.use_cuda_graphs()
+    if hasattr(tracker, "use_backend"):
+        tracker.use_backend(backend, threads)
     return tracker
+
+
+def backend_label(tracker: Any) -> str:
+    """``tracker.backend`` (``+torch`` when an ONNX pass fell back to torch), ``opencv`` for baselines."""
+    backend = getattr(tracker, "backend", None)
+    if backend is None:
+        return "opencv"
+    passes = (getattr(tracker, "template_pass", None), getattr(tracker, "search_pass", None))
+    fell_back = any(getattr(p, "fallback_calls", 0) for p in passes)
+    return f"{backend}+torch" if backend == "onnxruntime" and fell_back else backend
 
 
 def default_sequence_dir() -> Path:
