@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nano-neckhead", default=str(DEFAULT_NANO_NECKHEAD),
                         help="opencv-nano neck/head ONNX")
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads (default 1)")
+    parser.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime"),
+                        help="inference backend of the variants (auto = onnxruntime on CPU where it "
+                             "applies; default torch, the reference)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--list", action="store_true", help="list tracker names and exit")
@@ -139,6 +142,8 @@ def evaluate(args: argparse.Namespace, requests: list[factory.TrackerRequest],
     results: dict[str, Any] = {}
     for request in requests:
         tracker = factory.build(request, args.device, args.nano_backbone, args.nano_neckhead)
+        if hasattr(tracker, "use_backend"):
+            tracker.use_backend(getattr(args, "backend", "torch"), max(1, args.threads))
         entry: dict[str, Any] = {"weights": request.weights, "options": request.options,
                                  "device": str(getattr(tracker, "device", "cpu")),
                                  "sequences": {}, "curves": {}}
