@@ -166,8 +166,16 @@ def test_lifecycle_node_transitions(make_node, nanotrack_weights, crossing) -> N
     assert probe.send_and_wait(crossing.frame(1), 1).state == TrackedObject.TRACKING
 
     assert change_state(probe, name, "deactivate")
+    runtime = node.runtime
+    processed, received = runtime.stats.processed, runtime.received
     probe.publish_frame(crossing.frame(2), 2)
-    assert not wait_for(lambda: bool(probe.objects_for(2)), 1.0)  # inactive: nothing published
+    assert wait_for(lambda: runtime.received == received + 1)  # the node did get the frame ...
+    assert runtime.stats.processed == processed  # ... and, inactive, did not process it
+    # back to active: the next frame is processed, frame 2 never is (it was not even queued)
+    assert change_state(probe, name, "activate")
+    assert probe.send_and_wait(crossing.frame(3), 3).state == TrackedObject.TRACKING
+    assert runtime.stats.processed == processed + 1 and not probe.objects_for(2)
+    assert change_state(probe, name, "deactivate")
 
     assert change_state(probe, name, "cleanup")
     assert current_state(probe, name) == "unconfigured"
@@ -176,4 +184,4 @@ def test_lifecycle_node_transitions(make_node, nanotrack_weights, crossing) -> N
     assert node.runtime.engine.wait_idle(60.0)
     probe.new_run()
     probe.wait_subscribers()
-    assert probe.send_and_wait(crossing.frame(3), 3).state == TrackedObject.IDLE
+    assert probe.send_and_wait(crossing.frame(4), 4).state == TrackedObject.IDLE
