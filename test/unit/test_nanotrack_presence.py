@@ -1,0 +1,59 @@
+"""NanoTrack's presence score, wider search while LOST and held state (trackers/nanotrack.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siam_tracking_ros.data.sequences import Sequence
+from siam_tracking_ros.trackers import build_tracker
+
+
+@pytest.fixture(scope="module")
+def official_v2(nanotrack_dir: Path) -> Path:
+    return nanotrack_dir / "pretrained" / "nanotrackv2.pth"
+
+
+def test_presence_applies_the_stored_platt_calibration() -> None:
+    tracker = build_tracker("nanotrack", weights="random", device="cpu", score_calibration=(2.0, -1.0))
+    raw = 0.8
+    expected = 1 / (1 + np.exp(-(2.0 * np.log(raw / (1 - raw)) - 1.0)))
+    assert tracker.presence(raw) == pytest.approx(expected)
+    plain = build_tracker("nanotrack", weights="random", device="cpu")
+    assert plain.presence(raw) == raw
+
+
+def test_published_score_is_the_calibrated_raw_peak(crossing: Sequence, official_v2: Path) -> None:
+    tracker = build_tracker("nanotrack", weights=official_v2, device="cpu", score_calibration=(0.5, -2.0))
+    tracker.init(crossing.frame(0), crossing.boxes[0])
+    result = tracker.track(crossing.frame(1))
+    assert result.score == pytest.approx(tracker.presence(result.extra["raw_score"]))
+    assert result.score < result.extra["raw_score"]  # a < 1 and b < 0 lower every high score
+
+
+def test_wider_search_halves_the_crop_scale(crossing: Sequence, official_v2: Path) -> None:
+    tracker = build_tracker("nanotrack", weights=official_v2, device="cpu")
+    tracker.init(crossing.frame(0), crossing.boxes[0])
+    normal = tracker.track(crossing.frame(1)).extra["scale_z"]
+    tracker.set_search_scale(2.0)
+    wide = tracker.track(crossing.frame(2)).extra["scale_z"]
+    assert wide == pytest.approx(normal / 2, rel=0.1)
+    with pytest.raises(ValueError, match=">= 1"):
+        tracker.set_search_scale(0.5)
+
+
+def test_state_is_held_below_the_hold_threshold(crossing: Sequence, official_v2: Path) -> None:
+    tracker = build_tracker("nanotrack", weights=official_v2, device="cpu", hold_below=1.0,
+                            score_calibration=(1.0, -5.0))
+    tracker.init(crossing.frame(0), crossing.boxes[0])
+    start = tracker.center.copy()
+    results = [tracker.track(crossing.frame(i)) for i in range(1, 15)]
+    assert all(r.extra["held"] for r in results)
+    np.testing.assert_array_equal(tracker.center, start)  # the walker moved, the state did not
+    moving = build_tracker("nanotrack", weights=official_v2, device="cpu")
+    moving.init(crossing.frame(0), crossing.boxes[0])
+    for i in range(1, 15):
+        moving.track(crossing.frame(i))
+    assert np.abs(moving.center - start).max() > 5.0
