@@ -27,9 +27,11 @@ from siam_tracking_ros.core.static_graph import flatten_tensors, rebuild
 _MISSING = object()
 
 
-def session_options(threads: int = 0, spinning: bool = True) -> Any:
+def session_options(threads: int = 0, spinning: bool = False) -> Any:
     """ORT session options: ``threads`` intra-op threads (0 = ORT's default), one inter-op thread,
-    sequential execution, all graph optimisations; ``spinning`` lets idle pool threads spin."""
+    sequential execution, all graph optimisations; ``spinning`` lets idle pool threads spin (off:
+    on a small shared CPU spinning pool threads starve the caller; measured 2.4x slower p50 with
+    2 threads on a loaded 2-core machine)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -67,11 +69,11 @@ class OrtPass:
         threads: intra-op threads (0 = ORT's default).
         copy_outputs: return fresh output tensors instead of the session's reused buffers.
         folder: cache folder (default :func:`~siam_tracking_ros.backends.export.cache_dir`).
-        spinning: let ORT's idle pool threads spin between calls (lower latency, more CPU).
+        spinning: let ORT's idle pool threads spin between calls (see :func:`session_options`).
     """
 
     def __init__(self, owner: nn.Module, fn: Callable[..., Any], fingerprint: str, threads: int = 0,
-                 copy_outputs: bool = False, folder: Path | None = None, spinning: bool = True) -> None:
+                 copy_outputs: bool = False, folder: Path | None = None, spinning: bool = False) -> None:
         self.owner, self.fn, self.fingerprint = owner, fn, fingerprint
         self.threads, self.copy_outputs, self.spinning = int(threads), copy_outputs, spinning
         self.folder = folder
