@@ -5,9 +5,9 @@ and constants (see :func:`~siam_tracking_ros.core.static_graph.flatten_tensors`)
 takes the flattened tensors as inputs ``i0, i1, ...`` and gives the flattened outputs as ``o0,
 o1, ...``. The file name is a hash of everything the graph depends on: the weights (bytes of every
 parameter and buffer), the module structure (``repr``) and the plain attributes of its submodules
-(scales, flags that tracing bakes in), the call signature (shapes, dtypes, constants), the
-exporter's version and opset, and an ``extra`` string (the tracker config). Files are written
-atomically, so concurrent processes may share the cache.
+(scales, flags that tracing bakes in), the network source code, the call signature (shapes,
+dtypes, constants), the exporter's version and opset, and an ``extra`` string (the tracker
+config). Files are written atomically, so concurrent processes may share the cache.
 
 Cache folder: ``$SIAM_ONNX_CACHE`` if set, else ``$XDG_CACHE_HOME/siam_tracking_ros/onnx`` (default
 ``~/.cache/...``), else a folder under the system temp dir when that is not writable.
@@ -15,8 +15,10 @@ Cache folder: ``$SIAM_ONNX_CACHE`` if set, else ``$XDG_CACHE_HOME/siam_tracking_
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from siam_tracking_ros.core.static_graph import flatten_tensors, rebuild
 EXPORT_FORMAT = 1
 OPSET = 17
 _PLAIN = (bool, int, float, str, type(None))
+_SOURCE_PACKAGES = ("siam_tracking_ros.models", "siam_tracking_ros.trackers", "siam_tracking_ros.core")
 
 
 def cache_dir() -> Path:
@@ -63,10 +66,30 @@ def _plain_attributes(module: nn.Module) -> list[tuple[str, Any]]:
     return items
 
 
+def source_digest() -> str:
+    """Digest of the loaded network code (``siam_tracking_ros.models``/``.trackers`` modules), so a
+    code change makes new exports; recomputed when another such module gets imported."""
+    names = tuple(sorted(n for n in sys.modules if n.startswith(_SOURCE_PACKAGES)))
+    return _source_digest(names)
+
+
+@functools.lru_cache(maxsize=8)
+def _source_digest(names: tuple[str, ...]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for name in names:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and os.path.isfile(path):
+            digest.update(name.encode())
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
 def module_fingerprint(module: nn.Module, extra: str = "") -> str:
-    """Hex digest of the weights, structure and plain attributes of ``module`` plus ``extra``."""
+    """Hex digest of the weights, structure and plain attributes of ``module``, the network code
+    (:func:`source_digest`) and ``extra``."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{EXPORT_FORMAT}|{OPSET}|{torch.__version__}|{type(module).__qualname__}|".encode())
+    digest.update(source_digest().encode())
     digest.update(repr(module).encode())
     digest.update(repr(_plain_attributes(module)).encode())
     digest.update(extra.encode())

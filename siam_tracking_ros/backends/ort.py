@@ -142,16 +142,24 @@ class OrtPass:
         # the eager pass once: output nesting, shapes and dtypes
         args, kwargs = rebuild(spec, tensors)
         reference, out_spec = flatten_tensors(self.fn(*args, **kwargs))
-        with torch.inference_mode(False):
-            outputs = [torch.empty(t.shape, dtype=t.dtype) for t in reference]
         onnx_outputs = session.get_outputs()
-        if len(onnx_outputs) != len(outputs):
+        if len(onnx_outputs) != len(reference):
             raise RuntimeError(f"{self.name}: the export has {len(onnx_outputs)} outputs, the pass "
-                               f"{len(outputs)}; delete {path}")
+                               f"{len(reference)}; delete {path}")
         binding = session.io_binding()
-        for node, buffer in zip(onnx_outputs, outputs, strict=True):
-            array = buffer.numpy()
-            binding.bind_output(node.name, "cpu", 0, array.dtype, tuple(array.shape), buffer.data_ptr())
+        by_name: dict[str, torch.Tensor] = {}
+        outputs = []
+        for node, expected in zip(onnx_outputs, reference, strict=True):
+            if tuple(node.shape) != tuple(expected.shape):
+                raise RuntimeError(f"{self.name}: output {node.name} has shape {node.shape} in the export, "
+                                   f"{tuple(expected.shape)} in torch")
+            buffer = by_name.get(node.name)
+            if buffer is None:  # a tensor returned twice is one graph output: one buffer for both
+                with torch.inference_mode(False):
+                    buffer = by_name[node.name] = torch.empty(expected.shape, dtype=expected.dtype)
+                binding.bind_output(node.name, "cpu", 0, _numpy_dtype(expected.dtype), tuple(expected.shape),
+                                    buffer.data_ptr())
+            outputs.append(buffer)
         slots = []
         for node in session.get_inputs():
             position = int(node.name[1:])
