@@ -30,6 +30,8 @@ from torch import nn
 
 from siam_tracking_ros.core.static_graph import flatten_tensors, rebuild
 
+#: default size bound of the export cache (random-weight networks make a new export per build)
+DEFAULT_CACHE_MB = 4096
 #: bump when the export wrapper or its input/output naming changes
 EXPORT_FORMAT = 1
 OPSET = 17
@@ -52,6 +54,31 @@ def cache_dir() -> Path:
         if os.access(folder, os.W_OK):
             return folder
     raise OSError(f"no writable folder for ONNX exports among {[str(c) for c in candidates]}")
+
+
+def prune_cache(folder: Path, keep: Path | None = None, max_bytes: int | None = None) -> None:
+    """Delete the least recently used exports in ``folder`` until they total at most ``max_bytes``
+    (default ``$SIAM_ONNX_CACHE_MAX_MB``, else :data:`DEFAULT_CACHE_MB`); ``keep`` is never deleted."""
+    if max_bytes is None:
+        max_bytes = int(float(os.environ.get("SIAM_ONNX_CACHE_MAX_MB", DEFAULT_CACHE_MB)) * 2**20)
+    files = []
+    for path in folder.glob("*.onnx"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        files.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in files)
+    for _, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        if keep is not None and path == keep:
+            continue
+        try:
+            path.unlink()
+            total -= size
+        except OSError:
+            pass
 
 
 def _plain_attributes(module: nn.Module) -> list[tuple[str, Any]]:

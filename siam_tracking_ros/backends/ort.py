@@ -12,6 +12,7 @@ first (``copy_outputs=True`` returns fresh tensors instead, for template feature
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from siam_tracking_ros.backends.export import cache_dir, export_pass
+from siam_tracking_ros.backends.export import cache_dir, export_pass, prune_cache
 from siam_tracking_ros.core.static_graph import flatten_tensors, rebuild
 
 _MISSING = object()
@@ -135,8 +136,11 @@ class OrtPass:
 
         digest = hashlib.blake2b(repr(spec).encode(), digest_size=8).hexdigest()
         path = (self.folder or cache_dir()) / f"{self.name}-{self.fingerprint}-{digest}.onnx"
-        if not path.is_file():
+        if path.is_file():
+            os.utime(path)  # recently used: pruned last
+        else:
             export_pass(self.owner, self.fn, spec, tensors, path)
+            prune_cache(path.parent, keep=path)
         session = ort.InferenceSession(str(path), sess_options=session_options(self.threads, self.spinning),
                                        providers=["CPUExecutionProvider"])
         # the eager pass once: output nesting, shapes and dtypes

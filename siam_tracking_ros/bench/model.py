@@ -87,6 +87,7 @@ def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: 
     the first init and warm-up frames, outside the reported medians and track times.
     """
     reset_peak_rss()
+    torch.manual_seed(0)  # random weights: the same network in every row (and one ONNX export)
     start = time.perf_counter()
     trackers = [_configure(factory.build(request, device, *nano_paths), half, cuda_graphs, backend, threads)
                 for _ in range(targets)]

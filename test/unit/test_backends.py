@@ -17,9 +17,10 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
+from siam_tracking_ros.backends import ort as ort_module
 from siam_tracking_ros.backends import resolve_backend
 from siam_tracking_ros.backends.crop import WarpCropper
-from siam_tracking_ros.backends.export import module_fingerprint
+from siam_tracking_ros.backends.export import module_fingerprint, prune_cache
 from siam_tracking_ros.backends.ort import OrtPass
 from siam_tracking_ros.core.geometry import CropperCache, FrameUploader, frame_mean, iou_xywh
 from siam_tracking_ros.data.sequences import Sequence
@@ -89,7 +90,8 @@ def test_warp_crop_matches_the_device_crop(crossing) -> None:
     assert warp(frame, (50.0, 50.0), 90.0, 127, (0.0, 0.0, 0.0)).data_ptr() == warp.output(127)[0].ctypes.data
 
 
-def test_ort_pass_binds_in_place_keeps_outputs_and_caches_exports(onnx_cache: Path) -> None:
+def test_ort_pass_binds_in_place_keeps_outputs_and_caches_exports(onnx_cache: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     tracker = build_tracker("nanotrack", weights="random", device="cpu")
     model = tracker.model
@@ -113,11 +115,12 @@ def test_ort_pass_binds_in_place_keeps_outputs_and_caches_exports(onnx_cache: Pa
     assert entry.session.get_session_options().intra_op_num_threads == 2
     files = sorted(p.name for p in onnx_cache.glob(f"*{fingerprint}*.onnx"))
     assert len(files) == 2
+    exports = []
+    monkeypatch.setattr(ort_module, "export_pass", lambda *args: exports.append(args))
     again = OrtPass(model, model.search, fingerprint)
-    mtimes = {p: p.stat().st_mtime_ns for p in onnx_cache.glob(f"search-{fingerprint}*.onnx")}
     with torch.inference_mode():
-        again(features, x)
-    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # read from the cache, not re-exported
+        torch.testing.assert_close(again(features, x)["loc"], second["loc"])
+    assert exports == [] and again.sessions == 1  # read from the cache, not re-exported
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     assert module_fingerprint(model, "test") != fingerprint  # new weights: a new export
@@ -173,3 +176,14 @@ def test_generic_variant_agrees(variant: str, crossing) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)  # e.g. CFNet's FFT template stays on torch
         assert_agree(reference, fast, crossing, GENERIC[variant])
     assert fast.search_pass.calls == GENERIC[variant] - 1 and fast.search_pass.fallback_calls == 0
+
+
+def test_cache_prune_keeps_the_newest_within_the_bound(tmp_path: Path) -> None:
+    import os
+
+    for index in range(4):
+        path = tmp_path / f"f{index}.onnx"
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (index, index))  # f0 least recently used
+    prune_cache(tmp_path, keep=tmp_path / "f0.onnx", max_bytes=2500)
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["f0.onnx", "f3.onnx"]
