@@ -289,7 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from siam_tracking_ros.ros.shutdown import disarm_interrupts, install_interrupt_once
+    from siam_tracking_ros.ros.shutdown import (
+        disarm_interrupts,
+        ignore_interrupts_until_exit,
+        install_interrupt_once,
+    )
 
     install_interrupt_once()
     rclpy.init(args=full)
@@ -315,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         executor.shutdown()
         client.destroy_node()
         rclpy.try_shutdown()
+        ignore_interrupts_until_exit()
     return code
 
 

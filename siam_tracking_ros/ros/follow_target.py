@@ -43,7 +43,12 @@ from siam_tracking_ros.control.follow import (
     follow_command,
 )
 from siam_tracking_ros.msg import TrackedObject
-from siam_tracking_ros.ros.shutdown import disarm_interrupts, install_interrupt_once
+from siam_tracking_ros.ros.shutdown import (
+    disarm_interrupts,
+    end_after_interrupt_at_start,
+    ignore_interrupts_until_exit,
+    install_interrupt_once,
+)
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"follow_target: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while starting
+        return end_after_interrupt_at_start()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -251,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_interrupts_until_exit()
     return 0
 
 

@@ -15,7 +15,8 @@ import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from siam_tracking_ros.ros.node_core import TrackerRuntime
-from siam_tracking_ros.ros.tracker_node import spin_node
+from siam_tracking_ros.ros.shutdown import install_interrupt_once
+from siam_tracking_ros.ros.tracker_node import build_and_spin
 
 
 class TrackerLifecycleNode(LifecycleNode):
@@ -64,9 +65,9 @@ class TrackerLifecycleNode(LifecycleNode):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracker_lifecycle_node`` (starts unconfigured; drive it with lifecycle services)."""
+    install_interrupt_once()
     rclpy.init(args=list(sys.argv if argv is None else ["tracker_lifecycle_node", *argv]))
-    spin_node(TrackerLifecycleNode())
-    return 0
+    return build_and_spin(TrackerLifecycleNode)
 
 
 if __name__ == "__main__":

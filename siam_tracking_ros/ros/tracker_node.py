@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from siam_tracking_ros.ros.node_core import TrackerRuntime
+from siam_tracking_ros.ros.shutdown import (
+    disarm_interrupts,
+    end_after_interrupt_at_start,
+    ignore_interrupts_until_exit,
+    install_interrupt_once,
+)
 
 
 class TrackerNode(Node):
@@ -28,7 +34,10 @@ class TrackerNode(Node):
 
 
 def spin_node(node: Node) -> None:
-    """Spin ``node`` on a multi-threaded executor until shutdown (Ctrl-C / SIGTERM)."""
+    """Spin ``node`` on a multi-threaded executor until shutdown (Ctrl-C / SIGTERM).
+
+    Cleanup ignores further SIGINTs (``ros2 launch`` forwards one after the terminal's).
+    """
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
@@ -36,16 +45,28 @@ def spin_node(node: Node) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        disarm_interrupts()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_interrupts_until_exit()
+
+
+def build_and_spin(make_node: Callable[[], Node]) -> int:
+    """Build the node and spin it; Ctrl-C while it builds (loading torch, the model) ends cleanly too."""
+    try:
+        node = make_node()
+    except KeyboardInterrupt:
+        return end_after_interrupt_at_start()
+    spin_node(node)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tracker_node`` (ROS arguments after ``--ros-args``)."""
+    install_interrupt_once()
     rclpy.init(args=list(sys.argv if argv is None else ["tracker_node", *argv]))
-    spin_node(TrackerNode())
-    return 0
+    return build_and_spin(TrackerNode)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,12 @@ from sensor_msgs.msg import Image
 
 from siam_tracking_ros.data.sequences import IMAGE_SUFFIXES, list_images
 from siam_tracking_ros.ros.image_conversion import cv2_to_imgmsg
+from siam_tracking_ros.ros.shutdown import (
+    disarm_interrupts,
+    end_after_interrupt_at_start,
+    ignore_interrupts_until_exit,
+    install_interrupt_once,
+)
 
 
 class FrameSource:
@@ -208,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, ros_argv = parse_args(full)
     if args.topic:
         ros_argv += ["--ros-args", "-r", f"image:={args.topic}"]
+    install_interrupt_once()  # a second Ctrl-C must not interrupt the capture release
     rclpy.init(args=ros_argv)
     try:
         node = VideoPublisher(parameter_overrides=overrides_from_args(args))
@@ -215,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"video_publisher: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while opening the source
+        return end_after_interrupt_at_start()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -223,9 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        disarm_interrupts()
         node.frames.close()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_interrupts_until_exit()
     return 0
 
 
