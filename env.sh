@@ -12,6 +12,9 @@ case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *)
   export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}";; esac
 case ":${CMAKE_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *)
   export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}";; esac
+# Fast DDS with shared-memory segments big enough for camera frames (config/fastdds.xml, docs/NODE.md);
+# an FASTDDS_DEFAULT_PROFILES_FILE already set is kept
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_siam_root/config/fastdds.xml}"
 if [ "${1:-}" != "--no-install" ]; then
   if [ -f "$_siam_root/install/local_setup.${ZSH_VERSION:+zsh}${ZSH_VERSION:-bash}" ]; then
     # shellcheck disable=SC1090

@@ -2,8 +2,9 @@
 
 ``siam-bench model --tracker NAME ... [--device cpu cuda] [--targets 1 4]`` measures load time,
 init latency, track latency p50/p95/p99, throughput and peak memory per variant and device.
-``siam-bench node --tracker NAME [--resolution 640x480 1920x1080] [--rate 30 60]`` measures
-end-to-end latency over DDS against the installed tracker node; ``--soak-frames N`` instead
+``siam-bench node --tracker NAME [--resolution 640x480 1920x1080] [--rate 30 100]`` measures
+end-to-end latency, processed rate and service response under load over DDS against the tracker
+node; ``--soak N`` (``--soak-frames N``) instead
 streams N frames and records the node's memory over time. Both write ``OUT/bench.json`` and
 ``OUT/bench.md`` and print the table. Timings are reports, never pass/fail.
 """
@@ -26,6 +27,7 @@ import torch
 
 from siam_tracking_ros.backends import BACKENDS
 from siam_tracking_ros.bench import model as model_bench
+from siam_tracking_ros.bench.memory import rss_mib
 from siam_tracking_ros.data.sequences import find_sequences
 from siam_tracking_ros.eval import factory
 from siam_tracking_ros.eval.baselines import DEFAULT_NANO_BACKBONE, DEFAULT_NANO_NECKHEAD
@@ -34,8 +36,9 @@ from siam_tracking_ros.eval.cli import _json_safe, machine_info
 MODEL_COLUMNS = ("tracker", "device", "half", "cuda_graphs", "targets", "resolution", "backend", "threads",
                  "load_ms", "init_ms", "track_p50_ms", "track_p95_ms", "track_p99_ms", "fps", "target_fps",
                  "peak_rss_mib", "cuda_peak_mib", "weights")
-NODE_COLUMNS = ("tracker", "resolution", "rate_hz", "published", "received", "dropped", "latency_p50_ms",
-                "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "node_latency_p50_ms")
+NODE_COLUMNS = ("tracker", "resolution", "rate_hz", "published", "node_received", "received", "dropped",
+                "processed_hz", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
+                "node_latency_p50_ms", "service_p95_ms", "rss_start_mib", "rss_end_mib")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -82,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", parents=[common], help="end-to-end latency over DDS; soak")
     node.add_argument("--device", default="cpu")
     node.add_argument("--resolution", nargs="+", type=_resolution, default=[(640, 480), (1920, 1080)])
-    node.add_argument("--rate", nargs="+", type=float, default=[30.0, 60.0])
+    node.add_argument("--rate", nargs="+", type=float, default=[30.0, 100.0])
     node.add_argument("--duration", type=float, default=10.0, help="seconds per (resolution, rate)")
-    node.add_argument("--soak-frames", type=int, help="soak: stream this many frames, sample memory")
+    node.add_argument("--soak", "--soak-frames", dest="soak_frames", type=int, metavar="N",
+                      help="soak: stream N frames, sample memory")
     node.add_argument("--sample-every", type=float, default=5.0, help="soak: seconds between samples")
     node.add_argument("--startup-timeout", type=float, default=180.0,
                       help="seconds to wait for the node to load its model and accept the target")
@@ -235,7 +239,7 @@ def run_node(args: argparse.Namespace, requests: list[factory.TrackerRequest],
     rows: list[dict[str, Any]] = []
     try:
         for request in requests:
-            extra = list(args.node_arg)
+            extra = ["-p", "diagnostics_period:=0.25", *args.node_arg]  # fresh received_frames counts
             if request.weights:
                 weights = Path(request.weights)
                 extra += ["-p", f"weights:={weights.resolve() if weights.exists() else request.weights}"]
@@ -270,9 +274,17 @@ def _node_runs(args: argparse.Namespace, name: str, client: Any, process: Any, f
         client.clear()
         count = args.soak_frames or int(args.duration * rate)
         sample_every = args.sample_every if args.soak_frames else 0.0
-        stamps, samples = node_bench.publish_stream(client, messages, count, rate, process.pid, sample_every)
+        received_before, rss_start = client.node_counter("received_frames"), rss_mib(process.pid)
+        with node_bench.ServiceProber(client) as prober:
+            stamps, samples = node_bench.publish_stream(client, messages, count, rate, process.pid,
+                                                        sample_every)
         time.sleep(1.0)  # let the last results arrive
-        result = node_bench.summarize_stream(name, resolution, rate, client, stamps, samples).as_dict()
+        result = node_bench.summarize_stream(name, resolution, rate, client, stamps, samples,
+                                             prober.times).as_dict()
+        received_after = client.node_counter("received_frames")
+        if received_before is not None and received_after is not None:
+            result["node_received"] = received_after - received_before
+        result["rss_start_mib"], result["rss_end_mib"] = rss_start, rss_mib(process.pid)
         if args.soak_frames:
             result["rss_drift_mib"] = node_bench.memory_drift(samples, "rss_mib")
             result["gpu_drift_mib"] = node_bench.memory_drift(samples, "gpu_mib")

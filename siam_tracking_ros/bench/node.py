@@ -4,8 +4,10 @@
 
 Latency is reception time minus the image stamp (both from this process's clock; the node copies
 the image stamp into the TrackedObject header). Frames the node skips (it keeps only the newest
-image) are counted as dropped. A soak run samples the node's RSS (and GPU memory via nvidia-smi)
-over time.
+image) are counted as dropped. The load columns: ``node_received`` = frames that reached the node
+(its ``/diagnostics`` counter), ``processed_hz`` = results per second of streaming, ``service_p95_ms``
+= round trip of a ``get_parameters`` call made every 100 ms while streaming, RSS at start and end.
+A soak run samples the node's RSS (and GPU memory via nvidia-smi) over time.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ class NodeBenchResult:
     latency_max_ms: float | None
     node_latency_p50_ms: float | None
     node_dropped_frames: int | None
+    node_received: int | None = None
+    processed_hz: float | None = None
+    service_p50_ms: float | None = None
+    service_p95_ms: float | None = None
+    rss_start_mib: float | None = None
+    rss_end_mib: float | None = None
     memory: list[dict[str, float | None]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,6 +140,7 @@ class BenchClient:
 
     def __init__(self) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
@@ -154,6 +163,12 @@ class BenchClient:
         self.InitTarget = InitTarget
         self.lock = threading.Lock()
         self.received: dict[int, tuple[float, Any]] = {}
+        self.diagnostics: dict[str, str] = {}
+        self.diagnostics_count = 0
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        from rclpy.parameter_client import AsyncParameterClient
+
+        self.parameters = AsyncParameterClient(self.node, NODE_NAME)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -167,6 +182,33 @@ class BenchClient:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.received[stamp] = (arrival, msg)
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            if f"/{NODE_NAME}:" in status.name:
+                with self.lock:
+                    self.diagnostics = {kv.key: kv.value for kv in status.values}
+                    self.diagnostics_count += 1
+
+    def node_counter(self, key: str, timeout: float = 5.0) -> int | None:
+        """A counter from the node's next ``/diagnostics`` message (None when none comes)."""
+        with self.lock:
+            seen = self.diagnostics_count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.diagnostics_count > seen and key in self.diagnostics:
+                    return int(self.diagnostics[key])
+            time.sleep(0.02)
+        return None
+
+    def service_round_trip_ms(self, timeout: float = 5.0) -> float | None:
+        """Milliseconds for one ``get_parameters`` call on the node (None on timeout)."""
+        started = time.monotonic()
+        future = self.parameters.get_parameters(["tracker"])
+        while not future.done() and time.monotonic() - started < timeout:
+            time.sleep(0.001)
+        return (time.monotonic() - started) * 1e3 if future.done() else None
 
     def publish(self, msg: Any) -> int:
         stamp = self.now_ns()
@@ -224,6 +266,33 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
+class ServiceProber:
+    """Calls a node service every ``period`` seconds in a thread and keeps the round trips (ms)."""
+
+    def __init__(self, client: BenchClient, period: float = 0.1) -> None:
+        self.client, self.period = client, period
+        self.times: list[float] = []
+        self.timeouts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ServiceProber:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            elapsed = self.client.service_round_trip_ms()
+            if elapsed is None:
+                self.timeouts += 1
+            else:
+                self.times.append(elapsed)
+
+
 def publish_stream(client: BenchClient, messages: list[Any], count: int, rate_hz: float,
                    node_pid: int | None = None, sample_every_s: float = 0.0
                    ) -> tuple[list[int], list[dict[str, float | None]]]:
@@ -231,7 +300,8 @@ def publish_stream(client: BenchClient, messages: list[Any], count: int, rate_hz
     continuous); optionally sample the node's memory every ``sample_every_s`` seconds."""
     period = 1.0 / rate_hz
     order = list(range(len(messages))) + list(range(len(messages) - 2, 0, -1)) or [0]
-    stamps, samples = [], []
+    stamps: list[int] = []
+    samples: list[dict[str, float | None]] = []
     start = time.monotonic()
     next_sample = start
     schedule = start
@@ -250,13 +320,16 @@ def publish_stream(client: BenchClient, messages: list[Any], count: int, rate_hz
 
 
 def summarize_stream(tracker: str, resolution: tuple[int, int], rate_hz: float, client: BenchClient,
-                     stamps: list[int], samples: list[dict[str, float | None]]) -> NodeBenchResult:
-    """Match received results to published stamps and summarise latency and drops."""
+                     stamps: list[int], samples: list[dict[str, float | None]],
+                     service_ms: list[float] | None = None) -> NodeBenchResult:
+    """Match received results to published stamps and summarise latency, drops and service times."""
     with client.lock:
         received = {s: client.received[s] for s in stamps if s in client.received}
     latency = np.asarray([(arrival - stamp) / 1e6 for stamp, (arrival, _) in received.items()])
     node_latency = np.asarray([msg.latency_ms for _, msg in received.values()])
     last = max(received.values(), key=lambda v: v[0])[1] if received else None
+    seconds = (stamps[-1] - stamps[0]) / 1e9 if len(stamps) > 1 else 0.0
+    service = np.asarray(service_ms or [])
     return NodeBenchResult(
         tracker=tracker, resolution=f"{resolution[0]}x{resolution[1]}", rate_hz=rate_hz,
         published=len(stamps), received=len(received), dropped=len(stamps) - len(received),
@@ -265,6 +338,8 @@ def summarize_stream(tracker: str, resolution: tuple[int, int], rate_hz: float, 
         latency_max_ms=float(latency.max()) if latency.size else None,
         node_latency_p50_ms=_percentile(node_latency, 50),
         node_dropped_frames=int(last.dropped_frames) if last is not None else None,
+        processed_hz=len(received) / seconds if seconds > 0 else None,
+        service_p50_ms=_percentile(service, 50), service_p95_ms=_percentile(service, 95),
         memory=samples)
 
 

@@ -156,7 +156,8 @@ def apply_dead_band(value: float, width: float) -> float:
 
 
 def clamp(value: float, low: float, high: float) -> float:
-    return min(max(value, low), high)
+    """``value`` limited to ``[low, high]``; a zero result is +0.0 (never -0.0)."""
+    return min(max(value, low), high) + 0.0
 
 
 def stop_reason(config: FollowConfig, observation: TargetObservation | None, age: float) -> str | None:

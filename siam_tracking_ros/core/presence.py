@@ -82,6 +82,11 @@ class PresenceStateMachine:
         """No target: IDLE."""
         self._clear(TargetState.IDLE)
 
+    def lose(self) -> None:
+        """Force LOST now (e.g. the image geometry changed under the target); IDLE stays IDLE."""
+        if self.state != TargetState.IDLE:
+            self.state, self.just_lost, self._found_run = TargetState.LOST, True, 0
+
     def update(self, score: float) -> TargetState:
         """Account for one frame's score; returns the new state (IDLE stays IDLE)."""
         self.just_lost = self.just_found = False

@@ -317,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         disarm_interrupts()
         executor.shutdown()
+        spinner.join(timeout=5.0)  # a thread still inside rcl at exit aborts the process
         client.destroy_node()
         rclpy.try_shutdown()
         ignore_interrupts_until_exit()

@@ -164,8 +164,35 @@ def imgmsg_to_cv2(msg, desired_encoding: str = "passthrough") -> np.ndarray:
 
 
 def imgmsg_to_bgr8(msg) -> np.ndarray:
-    """The ``HxWx3 uint8`` BGR frame trackers take (no copy for a tightly packed ``bgr8`` message)."""
-    return imgmsg_to_cv2(msg, "bgr8")
+    """The ``HxWx3 uint8`` BGR frame trackers take (no copy for a tightly packed ``bgr8`` message).
+
+    Generic encodings are read by channel count (1: grey, 3: BGR, 4: BGRA); 16-bit data is scaled
+    by 1/256 and floating-point data from [0, 1] to [0, 255] (clipped; NaN as 0). Signed integer
+    and two-channel generic data have no colour meaning and are refused.
+    """
+    info = encoding_info(msg.encoding)
+    if info.color:
+        return imgmsg_to_cv2(msg, "bgr8")
+    if info.channels == 2:
+        raise ImageConversionError(f"'{msg.encoding}' has 2 channels and no colour meaning")
+    image = _to_uint8(_native(imgmsg_to_numpy(msg)), msg.encoding)
+    return image if info.channels == 3 else cv2.cvtColor(image, _GENERIC_TO_BGR[info.channels])
+
+
+_GENERIC_TO_BGR = {1: cv2.COLOR_GRAY2BGR, 4: cv2.COLOR_BGRA2BGR}
+
+
+def _to_uint8(image: np.ndarray, encoding: str) -> np.ndarray:
+    """Generic pixels as 8-bit: 8U as is, 16U / 256, float [0, 1] x 255; signed types refused."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    if image.dtype.kind == "f":
+        scaled = np.nan_to_num(image.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
+        return (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    raise ImageConversionError(f"'{encoding}' holds signed integers with no brightness scale; "
+                               f"publish 8UC*/16UC*/32FC* (0..1) or a colour encoding")
 
 
 def _passthrough_encoding(image: np.ndarray) -> str:
@@ -238,3 +265,144 @@ def cv2_to_compressed_imgmsg(image: np.ndarray, dst_format: str = "jpeg", header
     data.frombytes(encoded.tobytes())
     msg.data = data
     return msg
+
+
+# --- serialized (CDR) messages ------------------------------------------------------------------
+# A raw subscription hands over the serialized message. Reading the few fields of an Image /
+# CompressedImage straight from the CDR bytes (the pixels stay a view into them) costs
+# microseconds, where deserializing a 1080p Image into a Python message costs about 10 ms.
+_ENCAPSULATIONS = {0x0000: ">", 0x0001: "<", 0x0006: ">", 0x0007: "<"}  # (PLAIN_)CDR(2) BE / LE
+
+
+class _CdrReader:
+    """Sequential reader of a plain CDR buffer (alignment relative to the 4-byte encapsulation header)."""
+
+    def __init__(self, buffer: bytes | memoryview) -> None:
+        self.view = memoryview(buffer)
+        if len(self.view) < 4:
+            raise ImageConversionError("serialized message is shorter than its encapsulation header")
+        kind = int.from_bytes(self.view[:2], "big")
+        if kind not in _ENCAPSULATIONS:
+            raise ImageConversionError(f"unsupported CDR encapsulation 0x{kind:04x}")
+        self.order = _ENCAPSULATIONS[kind]
+        self.pos = 4
+
+    def _take(self, size: int, align: int) -> memoryview:
+        self.pos = 4 + -(-(self.pos - 4) // align) * align
+        end = self.pos + size
+        if end > len(self.view):
+            raise ImageConversionError("serialized message is truncated")
+        chunk, self.pos = self.view[self.pos:end], end
+        return chunk
+
+    def uint32(self) -> int:
+        return int.from_bytes(self._take(4, 4), "little" if self.order == "<" else "big")
+
+    def int32(self) -> int:
+        value = self.uint32()
+        return value - (1 << 32) if value >= 1 << 31 else value
+
+    def uint8(self) -> int:
+        return self._take(1, 1)[0]
+
+    def string(self) -> str:
+        length = self.uint32()
+        return bytes(self._take(length, 1)[:max(0, length - 1)]).decode("utf-8", "replace")
+
+    def octets(self) -> memoryview:
+        return self._take(self.uint32(), 1)
+
+
+@dataclass(frozen=True)
+class SerializedImage:
+    """The fields of a serialized ``Image`` / ``CompressedImage``; ``data`` is a view, not a copy.
+
+    Duck-types the message for :func:`imgmsg_to_numpy` (``format`` set for compressed ones).
+    """
+
+    stamp_ns: int
+    frame_id: str
+    data: memoryview
+    height: int = 0
+    width: int = 0
+    encoding: str = ""
+    is_bigendian: int = 0
+    step: int = 0
+    format: str | None = None
+
+    @property
+    def header(self):
+        """A ``std_msgs/Header`` with this stamp and frame id."""
+        from builtin_interfaces.msg import Time
+        from std_msgs.msg import Header
+
+        sec, nanosec = divmod(self.stamp_ns, 1_000_000_000)
+        return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=self.frame_id)
+
+
+def _read_header(reader: _CdrReader) -> tuple[int, str]:
+    sec, nanosec = reader.int32(), reader.uint32()
+    return sec * 1_000_000_000 + nanosec, reader.string()
+
+
+def parse_serialized_image(buffer: bytes | memoryview) -> SerializedImage:
+    """A serialized ``sensor_msgs/Image`` as :class:`SerializedImage` (no pixel copy)."""
+    reader = _CdrReader(buffer)
+    stamp, frame_id = _read_header(reader)
+    height, width, encoding = reader.uint32(), reader.uint32(), reader.string()
+    is_bigendian, step = reader.uint8(), reader.uint32()
+    return SerializedImage(stamp, frame_id, reader.octets(), height, width, encoding, is_bigendian, step)
+
+
+def parse_serialized_compressed(buffer: bytes | memoryview) -> SerializedImage:
+    """A serialized ``sensor_msgs/CompressedImage`` as :class:`SerializedImage` (no data copy)."""
+    reader = _CdrReader(buffer)
+    stamp, frame_id = _read_header(reader)
+    fmt = reader.string()
+    return SerializedImage(stamp, frame_id, reader.octets(), format=fmt)
+
+
+# --- size of compressed images before decoding ----------------------------------------------------
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_image_size(data: bytes | memoryview) -> tuple[int, int]:
+    """``(width, height)`` from a PNG or JPEG header, without decoding the pixels."""
+    view = memoryview(data)
+    if bytes(view[:8]) == b"\x89PNG\r\n\x1a\n":
+        if len(view) < 24 or bytes(view[12:16]) != b"IHDR":
+            raise ImageConversionError("PNG without an IHDR header")
+        return int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big")
+    if bytes(view[:2]) == b"\xff\xd8":
+        return _jpeg_size(view)
+    raise ImageConversionError("compressed image is neither PNG nor JPEG (the formats accepted)")
+
+
+def _jpeg_size(view: memoryview) -> tuple[int, int]:
+    pos = 2
+    while pos + 4 <= len(view):
+        if view[pos] != 0xFF:
+            raise ImageConversionError("corrupt JPEG header")
+        marker = view[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(view[pos + 2:pos + 4], "big")
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(view):
+                break
+            return int.from_bytes(view[pos + 7:pos + 9], "big"), int.from_bytes(view[pos + 5:pos + 7], "big")
+        if marker == 0xDA or length < 2:
+            break
+        pos += 2 + length
+    raise ImageConversionError("JPEG header without a frame size (SOF) marker")
+
+
+def check_image_size(width: int, height: int, max_pixels: int) -> None:
+    """Raise :class:`ImageConversionError` for an image of more than ``max_pixels`` pixels."""
+    if width * height > max_pixels:
+        raise ImageConversionError(f"image of {width}x{height} = {width * height} pixels exceeds "
+                                   f"max_image_pixels {max_pixels}; refused before decoding")

@@ -9,6 +9,7 @@ new variant needs no edit here. A config field may carry ``metadata={"help": ...
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from siam_tracking_ros.core.config_check import field_range
 
 PREFIX = "tracker_params."
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -62,11 +65,20 @@ NODE_PARAMS: tuple[ParamDef, ...] = (
     ParamDef("half", False, "Run the network in fp16 (CUDA only; ignored on CPU).", reloads=True),
     ParamDef("cuda_graphs", False, "Replay the per-frame search pass from captured CUDA graphs (CUDA "
              "only; variants with static-shape search passes; ignored elsewhere).", reloads=True),
-    ParamDef("score_threshold", 0.3, "Scores below this count as 'target not seen'.", low=0.0, high=1.0),
+    ParamDef("score_threshold", 0.5, "A frame scoring at or above this counts as 'target seen' (the score "
+             "is meant as the probability that the box holds the target).", low=0.0, high=1.0),
     ParamDef("lost_frames", 5, "Consecutive frames below score_threshold before the state is LOST.",
              low=1, high=100000),
+    ParamDef("found_frames", 2, "Consecutive frames at or above score_threshold while LOST before the "
+             "state is TRACKING again.", low=1, high=100000),
     ParamDef("lost_search_scale", 2.0, "Search-region scale asked of trackers that offer "
-             "set_search_scale() while the target is LOST.", low=1.0, high=10.0),
+             "set_search_scale() while the target is LOST (1 = normal).", low=1.0, high=10.0),
+    ParamDef("threads", 0, "Inference threads (torch and OpenCV, ORT intra-op with backend "
+             "onnxruntime); 0 = this machine's default: half the CPUs, 1 to 4, leaving the rest to DDS and "
+             "the executor.", low=0, high=256, reloads=True),
+    ParamDef("max_image_pixels", 33_177_600, "Images with more pixels than this (8K UHD by default) are "
+             "refused before decoding (a compressed image's size is read from its header) and counted.",
+             low=1, high=1_000_000_000),
     ParamDef("image_transport", "raw", "Input: 'raw' subscribes to image (sensor_msgs/Image), "
              "'compressed' to image/compressed (sensor_msgs/CompressedImage).",
              choices=("raw", "compressed"), read_only=True),
@@ -94,11 +106,19 @@ def validate_node_param(name: str, value: Any) -> str | None:
     if name == "tracker":
         return _check_tracker(value)
     if name == "weights" and value and value != "random":
-        path = Path(value).expanduser()
-        if not path.is_file():
-            return f"weights file not found: '{value}'"
+        return _check_weights_file(Path(value).expanduser())
     if name == "device":
         return _check_device(value)
+    return None
+
+
+def _check_weights_file(path: Path) -> str | None:
+    if not path.exists():
+        return f"weights file not found: '{path}'"
+    if not path.is_file():
+        return f"weights '{path}' is not a regular file"
+    if path.stat().st_size == 0:
+        return f"weights file '{path}' is empty"
     return None
 
 
@@ -185,8 +205,8 @@ def tracker_params(config: Any) -> list[TrackerParam]:
         descriptor = ParameterDescriptor(
             name=PREFIX + item.name,
             description=f"{help_text} (variant hyper-parameter; changing it rebuilds the tracker)")
-        low, high = meta.get("min"), meta.get("max")
-        if low is not None and high is not None and not isinstance(value, bool):
+        if raw is not None and not isinstance(raw, bool) and isinstance(raw, int | float):
+            low, high = field_range(item, raw)  # metadata min/max, else config_check's rules
             if isinstance(value, int):
                 descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
             elif isinstance(value, float):
@@ -197,23 +217,89 @@ def tracker_params(config: Any) -> list[TrackerParam]:
 
 
 def base_config(tracker: str, weights: str) -> Any:
-    """The config a build would use without overrides: defaults updated by a project file's config.
+    """The config a build would use without overrides: defaults updated by what the weights say.
 
-    Reads only the safetensors header (cheap). Official checkpoints store no config.
+    Empty ``weights`` = the packaged default file. A project ``.safetensors`` file stores its
+    config (only the header is read); for an official checkpoint the variant's ``detect_options``
+    reads the architecture options off it (cached per file), as the registry does when it builds.
     """
-    import json
-
-    from siam_tracking_ros.trackers import make_config
+    from siam_tracking_ros.trackers import get_spec, make_config
 
     stored: dict[str, Any] = {}
-    if weights and weights.endswith(".safetensors") and Path(weights).is_file():
-        from siam_tracking_ros.weights.io import WeightsError, read_metadata
-
-        try:
-            stored = json.loads(read_metadata(weights).get("config", "{}"))
-        except (WeightsError, ValueError):
-            stored = {}
+    if weights == "random":
+        path = None
+    else:
+        path = Path(weights).expanduser() if weights else get_spec(tracker).default_weights
+    if path is not None and path.is_file():
+        stat = path.stat()
+        stored = _stored_options(tracker, str(path), stat.st_size, stat.st_mtime_ns)
     return make_config(tracker, stored)
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_options(tracker: str, path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    """Config stored in / architecture options detected from a weights file ({} if unreadable)."""
+    import json
+
+    from siam_tracking_ros.weights.io import WeightsError, load_checkpoint_safely, read_metadata
+
+    try:
+        if path.endswith(".safetensors"):
+            return json.loads(read_metadata(path).get("config", "{}"))
+        from siam_tracking_ros.trackers import get_spec
+
+        detect = get_spec(tracker).detect_options
+        return dict(detect(load_checkpoint_safely(path))) if detect else {}
+    except (WeightsError, KeyError, ValueError, OSError):
+        return {}  # the build reports what is wrong with the file
+
+
+def check_weights_for(tracker: str, weights: str) -> str | None:
+    """Why ``weights`` cannot be loaded for ``tracker`` (checked before a reload is accepted), or None.
+
+    Reads a project file's header, or loads an official checkpoint (cached per file) and maps its
+    keys with the variant's importer; the network is not built.
+    """
+    if weights == "random" or _check_tracker(tracker):
+        return None
+    from siam_tracking_ros.trackers import get_spec
+
+    spec = get_spec(tracker)
+    path = Path(weights).expanduser() if weights else spec.default_weights
+    if not weights and not path.exists():
+        return (f"no trained default weights ship for '{tracker}': train them with siam-train or "
+                f"pass a weights file")
+    reason = _check_weights_file(path)
+    if reason:
+        return reason
+    stat = path.stat()
+    return _weights_problem(tracker, str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _weights_problem(tracker: str, path: str, size: int, mtime_ns: int) -> str | None:
+    from siam_tracking_ros.trackers import get_spec
+    from siam_tracking_ros.weights.io import WeightsError, load_checkpoint_safely, read_metadata
+
+    spec = get_spec(tracker)
+    try:
+        if path.endswith(".safetensors"):
+            variant = read_metadata(path).get("variant", "")
+            if variant != tracker:
+                return f"weights '{path}' were made for variant '{variant or 'unknown'}', not for '{tracker}'"
+            return None
+        if spec.importer is None:
+            return f"'{tracker}' has no importer for official checkpoints; use a project .safetensors file"
+        raw = load_checkpoint_safely(path)
+        from siam_tracking_ros.trackers import make_config
+
+        detected = spec.detect_options(raw) if spec.detect_options else {}
+        spec.importer(raw, make_config(tracker, detected))
+    except WeightsError as exc:
+        return str(exc)
+    except (KeyError, ValueError) as exc:
+        return f"'{path}' does not look like a '{tracker}' checkpoint: {exc}"
+    return None
 
 
 def coerce_like(value: Any, like: Any) -> Any:

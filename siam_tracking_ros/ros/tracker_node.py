@@ -17,6 +17,10 @@ from siam_tracking_ros.ros.shutdown import (
     install_interrupt_once,
 )
 
+#: executor threads: images, services (init/reset), parameter services and the diagnostics timer each
+#: have their own callback group, so each can run while another is busy
+EXECUTOR_THREADS = 4
+
 
 class TrackerNode(Node):
     """Tracks one target in the ``image`` stream; starts active, loads its model in the background."""
@@ -38,7 +42,7 @@ def spin_node(node: Node) -> None:
 
     Cleanup ignores further SIGINTs (``ros2 launch`` forwards one after the terminal's).
     """
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         executor.spin()

@@ -1,32 +1,76 @@
-"""The node's tracking logic without ROS: model (re)loading, target state machine, frame slots.
+"""The node's tracking logic without ROS: model (re)loading, target state, frame slots, stream checks.
 
 Shared by the plain and the lifecycle node. Threads: the node's executor calls :meth:`TrackingEngine.init`
 and :meth:`TrackingEngine.reset`, a worker thread calls :meth:`TrackingEngine.step`, and a reload thread
-builds new models; one lock guards the tracker and the target state.
+builds new models; one lock guards the tracker and the target state. The IDLE / TRACKING / LOST logic
+is :class:`~siam_tracking_ros.core.presence.PresenceStateMachine` (one for every variant).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
+from siam_tracking_ros.core.presence import LostPolicy, PresenceStateMachine, TargetState
 from siam_tracking_ros.core.result import TrackResult
 
+__all__ = ["FrameBuffer", "LatestSlot", "LostPolicy", "ModelRequest", "RateStats", "StepOutcome",
+           "StreamMonitor", "TargetState", "ThreadBudget", "TrackingEngine", "build_model", "check_box",
+           "config_values", "default_threads"]
 
-class TargetState(IntEnum):
-    """Same values as the constants of ``siam_tracking_ros/msg/TrackedObject``."""
+#: an init box larger than this many times the image (either side) is refused as absurd
+MAX_BOX_TO_IMAGE = 2.0
 
-    IDLE = 0
-    TRACKING = 1
-    LOST = 2
+
+def default_threads() -> int:
+    """Network threads for this machine: half the CPUs this process may use, 1 to 4.
+
+    The other half is left to DDS, the executor and the camera driver: on 2 cores two torch
+    threads and the executor fight and the processed rate collapses as the input rate rises.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus // 2))
+
+
+class ThreadBudget:
+    """torch / OpenCV thread counts, applied in each thread that runs the network.
+
+    torch reads its intra-op thread count once per thread, so a change is applied by the worker
+    itself at its next frame (:meth:`apply`), not by the thread that sets a parameter.
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        self.requested = threads
+        self.in_worker: int | None = None
+        self._local = threading.local()
+
+    @property
+    def resolved(self) -> int:
+        return self.requested if self.requested > 0 else default_threads()
+
+    def apply(self, worker: bool = False) -> None:
+        """Set torch's and OpenCV's thread counts in the calling thread if they changed."""
+        threads = self.resolved
+        if getattr(self._local, "applied", None) != threads:
+            import cv2
+            import torch
+
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)
+            self._local.applied = threads
+        if worker:
+            import torch
+
+            self.in_worker = torch.get_num_threads()
 
 
 @dataclass(frozen=True)
@@ -39,10 +83,15 @@ class ModelRequest:
     half: bool = False
     overrides: tuple[tuple[str, Any], ...] = ()
     cuda_graphs: bool = False
+    #: inference backend of trackers that offer ``use_backend`` (auto | torch | onnxruntime)
+    backend: str = "auto"
+    #: inference threads (resolved, >= 1; 0 = library default) passed to ``use_backend``
+    threads: int = 0
 
     def describe(self) -> str:
         weights = self.weights or "packaged default weights"
         flags = (", fp16" if self.half else "") + (", CUDA graphs" if self.cuda_graphs else "")
+        flags += f", backend {self.backend}" if self.backend != "auto" else ""
         return f"'{self.tracker}' ({weights}, device {self.device}{flags})"
 
 
@@ -57,27 +106,26 @@ def build_model(request: ModelRequest):
         tracker.half()
     if request.cuda_graphs:
         tracker.use_cuda_graphs()
+    use_backend = getattr(tracker, "use_backend", None)
+    if callable(use_backend) and (request.backend != "auto" or request.threads):
+        use_backend(request.backend, request.threads)
     return tracker
 
 
 @dataclass
 class StepOutcome:
-    """What one processed frame produced."""
+    """What one processed frame produced; ``box`` is the box to publish (last confident one if LOST)."""
 
     state: TargetState
     result: TrackResult | None
     frame_count: int
     frames_since_seen: int
     tracker: str
+    box: tuple[float, float, float, float] | None = None
 
 
-@dataclass
-class LostPolicy:
-    """When a target counts as lost, and how wide to search while it is."""
-
-    score_threshold: float = 0.3
-    lost_frames: int = 5
-    lost_search_scale: float = 2.0
+def _finite_box(box: Sequence[float]) -> bool:
+    return len(box) == 4 and all(math.isfinite(float(v)) for v in box)
 
 
 class TrackingEngine:
@@ -85,20 +133,34 @@ class TrackingEngine:
 
     def __init__(self, policy: LostPolicy | None = None,
                  builder: Callable[[ModelRequest], Any] = build_model,
-                 log: Callable[[str, str], None] | None = None) -> None:
+                 log: Callable[[str, str], None] | None = None, threads: int = 0) -> None:
         self.policy = policy or LostPolicy()
+        self.presence = PresenceStateMachine(self.policy)
+        self.threads = ThreadBudget(threads)
         self._builder = builder
         self._log = log or (lambda level, text: None)
         self._lock = threading.RLock()
         self.tracker: Any = None
         self.loaded: ModelRequest | None = None
         self.load_error: str | None = None
-        self.state = TargetState.IDLE
-        self.frame_count = 0
-        self.frames_since_seen = 0
+        #: the last confident box (score >= threshold), published while LOST
         self.last_box: tuple[float, float, float, float] | None = None
+        self._anchor = -1  # arrival number of the frame the target was set on
+        self._frame_size: tuple[int, int] | None = None
         self._wide_search = False
         self._reload = ReloadWorker(self)
+
+    @property
+    def state(self) -> TargetState:
+        return self.presence.state
+
+    @property
+    def frame_count(self) -> int:
+        return self.presence.frame_count
+
+    @property
+    def frames_since_seen(self) -> int:
+        return self.presence.frames_since_seen
 
     # --- model --------------------------------------------------------------------------------
     @property
@@ -124,6 +186,7 @@ class TrackingEngine:
                  newest_frame: Callable[[], np.ndarray | None] | None = None) -> tuple[bool, str]:
         """Build and swap in synchronously (used by the reload thread)."""
         started = time.monotonic()
+        self.threads.apply()
         try:
             tracker = self._builder(request)
         except Exception as exc:  # WeightsError, DeviceError, KeyError (unknown variant), ...
@@ -147,7 +210,7 @@ class TrackingEngine:
         if frame is None:
             self._go_idle("no frame to re-initialise the target after the reload")
             return
-        ok, message = self._init_locked(frame, self.last_box)
+        ok, message = self._init_locked(frame, self.last_box, self._anchor)
         self._log("info" if ok else "warn", f"re-initialised target after reload: {message}")
 
     def unload(self) -> None:
@@ -167,31 +230,36 @@ class TrackingEngine:
             return f"no model loaded: {self.load_error or 'not configured'}"
         return None
 
-    def init(self, frame: np.ndarray, box: Sequence[float]) -> tuple[bool, str]:
-        """Start tracking ``box`` in ``frame``; ``(success, message)``."""
+    def init(self, frame: np.ndarray, box: Sequence[float], anchor: int = -1) -> tuple[bool, str]:
+        """Start tracking ``box`` in ``frame``; ``(success, message)``.
+
+        ``anchor`` is the arrival number of ``frame``: :meth:`step` skips frames that arrived before it.
+        """
         reason = self.unavailable_reason()
         if reason:
             return False, reason
         with self._lock:
-            return self._init_locked(frame, box)
+            return self._init_locked(frame, box, anchor)
 
-    def _init_locked(self, frame: np.ndarray, box: Sequence[float]) -> tuple[bool, str]:
+    def _init_locked(self, frame: np.ndarray, box: Sequence[float], anchor: int) -> tuple[bool, str]:
         from siam_tracking_ros.trackers.base import InvalidBoxError
 
+        self.threads.apply()
         try:
-            self.tracker.init(frame, box)
+            checked = check_box(box, frame.shape)
+            self.tracker.init(frame, checked)
         except InvalidBoxError as exc:
             return False, f"invalid box: {exc}"
         except Exception as exc:
             return False, f"tracker init failed: {_reason(exc)}"
         self._set_wide_search(False)
-        self.state, self.frame_count, self.frames_since_seen = TargetState.TRACKING, 0, 0
-        self.last_box = tuple(float(v) for v in box)  # type: ignore[assignment]
-        x, y, w, h = self.last_box
+        self.presence.start()
+        self.last_box, self._anchor, self._frame_size = checked, anchor, frame.shape[:2]
+        x, y, w, h = checked
         return True, f"tracking with '{self.loaded.tracker}' from box ({x:.1f}, {y:.1f}, {w:.1f}, {h:.1f})"
 
     def reset(self) -> tuple[bool, str]:
-        """Forget the target."""
+        """Forget the target (and the frame it was set on)."""
         reason = self.unavailable_reason() if self.reloading else None
         if reason:
             return False, reason
@@ -205,44 +273,82 @@ class TrackingEngine:
         if self.tracker is not None:
             self._set_wide_search(False)
             self.tracker.reset()
-        self.state, self.frame_count, self.frames_since_seen = TargetState.IDLE, 0, 0
+        self.presence.reset()
+        self._anchor, self._frame_size = -1, None
         if why:
             self._log("warn", why)
 
-    def step(self, frame: np.ndarray) -> StepOutcome:
-        """Track one frame (or report IDLE)."""
+    def is_stale(self, arrival: int) -> bool:
+        """Whether a frame with this arrival number came before the frame the target was set on."""
+        return 0 <= arrival < self._anchor
+
+    def step(self, frame: np.ndarray, arrival: int = -1) -> StepOutcome | None:
+        """Track one frame (or report IDLE); None for a frame older than the init frame."""
         with self._lock:
+            if self.is_stale(arrival):
+                return None
             name = self.loaded.tracker if self.loaded else ""
             if self.state == TargetState.IDLE or self.tracker is None or not self.tracker.initialized:
                 return StepOutcome(TargetState.IDLE, None, 0, 0, name)
+            self.threads.apply(worker=True)
             try:
-                result = self.tracker.track(frame)
+                if frame.shape[:2] != self._frame_size:
+                    self._follow_resize(frame)
+                result = self._finite(self.tracker.track(frame))
             except Exception as exc:
                 self._go_idle(f"tracking failed, target dropped: {_reason(exc)}")
                 return StepOutcome(TargetState.IDLE, None, 0, 0, name)
             self._update_state(result)
-            return StepOutcome(self.state, result, self.frame_count, self.frames_since_seen, name)
+            box = result.box if self.state == TargetState.TRACKING else self.last_box
+            return StepOutcome(self.state, result, self.frame_count, self.frames_since_seen, name, box)
+
+    def _finite(self, result: TrackResult) -> TrackResult:
+        """``result`` with a non-finite score or box replaced (score 0, the last confident box)."""
+        if math.isfinite(float(result.score)) and _finite_box(result.box):
+            return result
+        self._log("warn", f"tracker returned a non-finite result (box {result.box}, score {result.score}); "
+                          "counted as target not seen")
+        box = self.last_box if self.last_box is not None else (0.0, 0.0, 0.0, 0.0)
+        return dataclasses.replace(result, box=box, score=0.0, polygon=None, mask=None)
+
+    def _follow_resize(self, frame: np.ndarray) -> None:
+        """The image size changed mid-track: rescale the target; LOST if the aspect ratio changed."""
+        (old_h, old_w), (height, width) = self._frame_size, frame.shape[:2]
+        sx, sy = width / old_w, height / old_h
+        x, y, w, h = self.last_box or (0.0, 0.0, 1.0, 1.0)
+        box = (x * sx, y * sy, w * sx, h * sy)
+        self.tracker.init(frame, box)  # re-centred on the rescaled box; raises if it left the image
+        self.last_box, self._frame_size = box, (height, width)
+        change = f"image size changed from {old_w}x{old_h} to {width}x{height}"
+        if abs(sx - sy) <= 0.01 * max(sx, sy):
+            self._log("info", f"{change}: target box rescaled by {sx:.3f}")
+            return
+        self._log("warn", f"{change} (aspect ratio changed): target LOST until it is found again; "
+                          "re-initialise it if the view changed")
+        self.presence.lose()
+        self._set_wide_search(True)
 
     def _update_state(self, result: TrackResult) -> None:
-        self.frame_count += 1
-        policy = self.policy
-        if result.score >= policy.score_threshold:
-            self.frames_since_seen = 0
+        presence = self.presence
+        presence.update(float(result.score))
+        if presence.seen:
             self.last_box = tuple(float(v) for v in result.box)  # type: ignore[assignment]
-            if self.state == TargetState.LOST:
-                self.state = TargetState.TRACKING
-                self._set_wide_search(False)
-                self._log("info", f"target found again (score {result.score:.2f})")
-            return
-        self.frames_since_seen += 1
-        if self.state == TargetState.TRACKING and self.frames_since_seen >= policy.lost_frames:
-            self.state = TargetState.LOST
+        if presence.just_lost:
             self._set_wide_search(True)
-            self._log("info", f"target lost: score below {policy.score_threshold} for "
-                              f"{self.frames_since_seen} frames; searching")
+            self._log("info", f"target lost: score below {self.policy.score_threshold} for "
+                              f"{presence.frames_since_seen} frames; searching")
+        elif presence.just_found:
+            self._set_wide_search(False)
+            self._log("info", f"target found again (score {result.score:.2f})")
+
+    def policy_changed(self) -> None:
+        """Apply a changed ``lost_search_scale`` at once while searching."""
+        with self._lock:
+            if self._wide_search:
+                self._apply_search_scale()
 
     def _set_wide_search(self, enabled: bool) -> None:
-        """Ask the tracker for a wider / global search while LOST, if it offers one."""
+        """While LOST: global search where the tracker offers it, and a wider search scale."""
         if enabled == self._wide_search or self.tracker is None:
             return
         self._wide_search = enabled
@@ -252,16 +358,30 @@ class TrackingEngine:
             configured = bool(getattr(self.tracker.config, "long_term", False))
             try:
                 global_search(enabled or configured)
-                return
             except ValueError as exc:  # the variant has the method but not the mode
                 self._log("warn", f"no global search while LOST: {_reason(exc)}")
+        self._apply_search_scale()
+
+    def _apply_search_scale(self) -> None:
         set_scale = getattr(self.tracker, "set_search_scale", None)
         if callable(set_scale):
-            set_scale(self.policy.lost_search_scale if enabled else 1.0)
+            set_scale(self.policy.lost_search_scale if self._wide_search else 1.0)
 
     @property
     def produces_mask(self) -> bool:
         return bool(getattr(self.tracker, "produces_mask", False))
+
+
+def check_box(box: Sequence[float], frame_shape: Sequence[int]) -> tuple[float, float, float, float]:
+    """An init box as floats; raises ``InvalidBoxError`` for a non-finite, empty, outside or absurd one."""
+    from siam_tracking_ros.trackers.base import InvalidBoxError, validate_init_box
+
+    x, y, w, h = validate_init_box(box, frame_shape)
+    height, width = frame_shape[:2]
+    if w > MAX_BOX_TO_IMAGE * width or h > MAX_BOX_TO_IMAGE * height:
+        raise InvalidBoxError(f"box {w:g}x{h:g} is more than {MAX_BOX_TO_IMAGE:g} times the "
+                              f"{width}x{height} image")
+    return x, y, w, h
 
 
 def _reason(exc: BaseException) -> str:
@@ -388,6 +508,77 @@ class FrameBuffer:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+class StreamMonitor:
+    """Arrival order, stamp jumps and transport losses of one image stream (thread-safe).
+
+    Frames are numbered by arrival: "older than the init frame" means "arrived before it", so a
+    stamp that jumps back (a bag played with ``--loop``, a simulator clock reset, a camera driver
+    restart) or zero stamps never silence the node. Gaps in the DDS publication sequence numbers
+    of a publisher count as frames lost on the way (transport, or a full subscription queue).
+    """
+
+    def __init__(self, window_s: float = 5.0, max_publishers: int = 64) -> None:
+        self._lock = threading.Lock()
+        self.received = 0
+        self.stamp_jumps = 0
+        self.zero_stamps = 0
+        self.missed = 0
+        self._last_stamp: int | None = None
+        self._publishers: OrderedDict[bytes, int] = OrderedDict()
+        self._max_publishers = max_publishers
+        self._window_s = window_s
+        self._recent: deque[tuple[float, int]] = deque()
+
+    def receive(self, stamp_ns: int, publisher: bytes | None = None, sequence: int | None = None,
+                now: float | None = None) -> tuple[int, str | None]:
+        """Count one frame; ``(arrival number, warning to log or None)``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            arrival = self.received
+            self.received += 1
+            warning = self._check_stamp(stamp_ns)
+            gap = self._check_sequence(publisher, sequence)
+            self._recent.append((now, gap))
+            while self._recent and self._recent[0][0] < now - self._window_s:
+                self._recent.popleft()
+        return arrival, warning
+
+    def _check_stamp(self, stamp_ns: int) -> str | None:
+        if stamp_ns == 0:
+            self.zero_stamps += 1
+            if self.zero_stamps == 1:
+                return ("images arrive with zero stamps: frames are ordered by arrival, init_target "
+                        "cannot name a stamp, latency is measured from reception")
+            return None
+        last, self._last_stamp = self._last_stamp, stamp_ns
+        if last is None or stamp_ns >= last:
+            return None
+        self.stamp_jumps += 1
+        return (f"image stamps jumped back by {(last - stamp_ns) / 1e9:.3f} s (bag loop, clock reset "
+                f"or camera restart?): continuing with the new stamps")
+
+    def _check_sequence(self, publisher: bytes | None, sequence: int | None) -> int:
+        if publisher is None or sequence is None:
+            return 0
+        last = self._publishers.pop(publisher, None)
+        self._publishers[publisher] = sequence
+        if len(self._publishers) > self._max_publishers:
+            self._publishers.popitem(last=False)
+        if last is None or sequence <= last:  # a new or restarted publisher
+            return 0
+        gap = sequence - last - 1
+        self.missed += gap
+        return gap
+
+    def recent_loss(self, now: float | None = None) -> tuple[int, int]:
+        """``(missed, sent)`` frames over the last ``window_s`` seconds."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [gap for t, gap in self._recent if t >= now - self._window_s]
+        missed = sum(recent)
+        return missed, missed + len(recent)
 
 
 # --- statistics -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from siam_tracking_ros.core.config_check import check_config
 from siam_tracking_ros.core.device import resolve_device
 from siam_tracking_ros.trackers.base import SiameseTracker
 
@@ -96,7 +97,8 @@ def get_spec(name: str) -> TrackerSpec:
 def make_config(name: str, stored: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
     """The variant's default config, updated by a weights file's stored config, then overrides.
 
-    Unknown override keys raise ``ValueError`` naming the valid ones.
+    Unknown override keys raise ``ValueError`` naming the valid ones; so does a field outside
+    its range (:mod:`siam_tracking_ros.core.config_check`).
     """
     spec = get_spec(name)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
@@ -105,7 +107,7 @@ def make_config(name: str, stored: Mapping[str, Any] | None = None, **overrides:
         raise ValueError(f"unknown option(s) for '{name}': {sorted(unknown)}; valid: {sorted(fields)}")
     values = {k: v for k, v in (stored or {}).items() if k in fields}
     values.update(overrides)
-    return spec.config_cls(**values)
+    return check_config(spec.config_cls(**values), name)
 
 
 def build_tracker(name: str, weights: str | Path | None = None, device: str | torch.device = "auto",

@@ -96,7 +96,8 @@ def load_checkpoint_safely(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # torch raises many types for unsafe or corrupt files
         raise WeightsError(
             f"refused to load '{path}': not a plain tensor checkpoint that loads with "
-            f"weights_only=True ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+            f"weights_only=True ({type(exc).__name__}: {(str(exc).splitlines() or ['no detail'])[0][:200]})"
+        ) from exc
     for key in ("state_dict", "model", "net"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
@@ -73,7 +74,7 @@ def frames(crossing):
 def test_lost_state_switches_global_search_and_back(frames) -> None:
     """SiamRPN++ (AlexNet backbone, untrained) offers enable_global_search: used only while LOST."""
     images, boxes = frames
-    engine = TrackingEngine(LostPolicy(score_threshold=1.01, lost_frames=2))
+    engine = TrackingEngine(LostPolicy(score_threshold=1.01, lost_frames=2, found_frames=1))
     small = (("backbone", "alexnet"), ("lost_instance_size", 351))  # keeps the global search cheap
     ok, message = engine.load_now(ModelRequest("siamrpnpp", "random", "cpu", overrides=small))
     assert ok, message
@@ -138,3 +139,106 @@ def test_cuda_graphs_request_builds_a_graph_ready_tracker_that_tracks_on_cpu(fra
     assert engine.init(images[0], boxes[0])[0]
     assert engine.step(images[1]).state == TargetState.TRACKING
     assert engine.tracker.search_pass.captured == 0
+
+
+# --- issue 15: stream order, resolution changes, non-finite values, threads ----------------------
+def test_stream_monitor_orders_by_arrival_and_reports_jumps_zero_stamps_and_gaps() -> None:
+    from siam_tracking_ros.ros.tracking_core import StreamMonitor
+
+    stream = StreamMonitor(window_s=10.0)
+    arrivals = [stream.receive(stamp, b"pub", seq, now=1.0) for stamp, seq in
+                [(5_000, 1), (6_000, 2), (1_000, 3), (0, 4), (0, 7), (2_000, 8)]]
+    assert [a for a, _ in arrivals] == [0, 1, 2, 3, 4, 5]
+    warnings = [w for _, w in arrivals]
+    assert warnings[0] is None and warnings[1] is None
+    assert "jumped back by 0.000 s" in warnings[2]
+    assert "zero stamps" in warnings[3] and warnings[4] is None  # warned once
+    assert stream.stamp_jumps == 1 and stream.zero_stamps == 2
+    assert stream.missed == 2 and stream.recent_loss(now=1.0) == (2, 8)
+    stream.receive(3_000, b"pub", 1, now=2.0)  # a restarted publisher is not a gap
+    stream.receive(4_000, b"other", 50, now=2.0)  # nor is a new one
+    assert stream.missed == 2 and stream.recent_loss(now=20.0) == (0, 0)
+
+
+def tracking_engine(weights: str, **policy) -> TrackingEngine:
+    engine = TrackingEngine(LostPolicy(**policy))
+    ok, message = engine.load_now(ModelRequest("nanotrack", weights, "cpu", overrides=(("version", "v2"),)))
+    assert ok, message
+    return engine
+
+
+def test_frames_that_arrived_before_the_init_frame_are_skipped_until_reset(frames, nanotrack_weights) -> None:
+    images, boxes = frames
+    engine = tracking_engine(str(nanotrack_weights))
+    assert engine.init(images[0], boxes[0], anchor=10)[0]
+    assert engine.step(images[1], arrival=9) is None  # came before the init frame
+    assert engine.step(images[1], arrival=11).state == TargetState.TRACKING
+    assert engine.step(images[2]).state == TargetState.TRACKING  # no arrival number: not gated
+    assert engine.reset()[0]
+    assert engine.step(images[3], arrival=9).state == TargetState.IDLE  # reset clears the anchor
+
+
+def test_resolution_change_rescales_or_goes_lost(frames, nanotrack_weights) -> None:
+    import cv2
+
+    from siam_tracking_ros.core.geometry import iou_xywh
+
+    images, boxes = frames
+    engine = tracking_engine(str(nanotrack_weights))
+    assert engine.init(images[0], boxes[0])[0]
+    for i in (1, 2):
+        engine.step(images[i])
+    bigger = cv2.resize(images[3], None, fx=2.0, fy=2.0)
+    outcome = engine.step(bigger)
+    assert outcome.state == TargetState.TRACKING and outcome.result.score > 0.5
+    assert iou_xywh(np.asarray(outcome.box), np.asarray(boxes[3]) * 2.0) > 0.5  # new coordinates
+    squeezed = cv2.resize(images[4], (360, 360))  # the aspect ratio changed
+    assert engine.step(squeezed).state == TargetState.LOST
+
+
+def test_non_finite_tracker_output_never_leaves_the_engine(frames, nanotrack_weights) -> None:
+    import math
+
+    from siam_tracking_ros.core.result import TrackResult
+
+    images, boxes = frames
+    engine = tracking_engine(str(nanotrack_weights), lost_frames=2)
+    ok, message = engine.init(images[0], (0.0, 0.0, 3.4e38, 3.4e38))
+    assert not ok and message.startswith("invalid box") and "times the" in message
+    assert engine.init(images[0], boxes[0])[0]
+    engine.tracker.track = lambda frame: TrackResult((math.nan, 1.0, math.inf, 2.0), math.nan)
+    outcomes = [engine.step(images[i]) for i in (1, 2)]
+    for outcome in outcomes:
+        assert outcome.result.score == 0.0 and all(math.isfinite(v) for v in outcome.result.box)
+        assert outcome.box == tuple(float(v) for v in boxes[0])
+    assert outcomes[-1].state == TargetState.LOST
+
+
+def test_thread_budget_is_applied_in_the_tracking_thread(frames, nanotrack_weights) -> None:
+    from siam_tracking_ros.ros.tracking_core import default_threads
+
+    images, boxes = frames
+    engine = tracking_engine(str(nanotrack_weights))
+    assert engine.threads.resolved == default_threads() >= 1
+    assert engine.init(images[0], boxes[0])[0]
+    engine.threads.requested = 1
+    seen: list = []
+    worker = threading.Thread(target=lambda: (engine.step(images[1]), seen.append(engine.threads.in_worker)))
+    worker.start()
+    worker.join(60.0)
+    assert seen == [1]
+
+
+def test_search_scale_widens_while_lost_and_follows_the_parameter(frames, nanotrack_weights) -> None:
+    images, boxes = frames
+    engine = tracking_engine(str(nanotrack_weights), score_threshold=1.01, lost_frames=1, found_frames=1)
+    assert engine.init(images[0], boxes[0])[0]
+    assert engine.tracker.search_scale == 1.0
+    assert engine.step(images[1]).state == TargetState.LOST
+    assert engine.tracker.search_scale == 2.0
+    engine.policy.lost_search_scale = 3.0
+    engine.policy_changed()
+    assert engine.tracker.search_scale == 3.0
+    engine.policy.score_threshold = 0.0
+    assert engine.step(images[2]).state == TargetState.TRACKING
+    assert engine.tracker.search_scale == 1.0

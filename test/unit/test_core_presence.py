@@ -62,6 +62,16 @@ def test_start_and_reset_clear_counters() -> None:
     assert machine.state == IDLE
 
 
+def test_lose_forces_lost_and_found_frames_bring_it_back() -> None:
+    machine = PresenceStateMachine(LostPolicy(found_frames=2))
+    machine.lose()
+    assert machine.state == IDLE  # nothing to lose
+    machine.start()
+    machine.lose()
+    assert machine.state == L and machine.just_lost
+    assert run(machine, [0.9, 0.9]) == [L, T]
+
+
 def test_policy_changes_apply_at_the_next_frame() -> None:
     policy = LostPolicy(score_threshold=0.5, lost_frames=10)
     machine = PresenceStateMachine(policy)
