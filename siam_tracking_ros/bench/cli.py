@@ -28,10 +28,10 @@ import torch
 from siam_tracking_ros.backends import BACKENDS
 from siam_tracking_ros.bench import model as model_bench
 from siam_tracking_ros.bench.memory import rss_mib
+from siam_tracking_ros.core.report import json_safe, machine_info
 from siam_tracking_ros.data.sequences import find_sequences
 from siam_tracking_ros.eval import factory
 from siam_tracking_ros.eval.baselines import DEFAULT_NANO_BACKBONE, DEFAULT_NANO_NECKHEAD
-from siam_tracking_ros.eval.cli import _json_safe, machine_info
 
 MODEL_COLUMNS = ("tracker", "device", "half", "cuda_graphs", "targets", "resolution", "backend", "threads",
                  "load_ms", "init_ms", "track_p50_ms", "track_p95_ms", "track_p99_ms", "fps", "target_fps",
@@ -316,7 +316,7 @@ def write_report(args: argparse.Namespace, rows: list[dict[str, Any]], columns: 
     command = "siam-bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     document = {"command": command, "machine": machine_info(),
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": rows}
-    (args.out / "bench.json").write_text(json.dumps(_json_safe(document), indent=1))
+    (args.out / "bench.json").write_text(json.dumps(json_safe(document), indent=1))
     table = format_table(rows, columns)
     (args.out / "bench.md").write_text(f"`{command}`\n\n{table}\n")
     print(table)

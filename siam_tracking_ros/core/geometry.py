@@ -245,6 +245,15 @@ def crop_subwindow(frame: torch.Tensor, center: Sequence[float], crop_size: floa
     return SubwindowCropper(out_size)(frame, center, [crop_size], pad_value)
 
 
+def box_in_frame(cx: float, cy: float, w: float, h: float,
+                 frame_shape: Sequence[int]) -> tuple[float, float, float, float]:
+    """The part of the centre/size box that lies inside the frame, as ``(x, y, w, h)``."""
+    height, width = frame_shape[:2]
+    x1, y1 = min(max(cx - w / 2, 0.0), width), min(max(cy - h / 2, 0.0), height)
+    x2, y2 = min(max(cx + w / 2, 0.0), width), min(max(cy + h / 2, 0.0), height)
+    return x1, y1, x2 - x1, y2 - y1
+
+
 def frame_mean(frame: torch.Tensor) -> torch.Tensor:
     """Per-channel mean of a ``(1, C, H, W)`` frame, the usual border padding value."""
     return frame.mean(dim=(0, 2, 3))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from siam_tracking_ros.core.report import json_safe, machine_info
 from siam_tracking_ros.data.sequences import Sequence, find_sequences
 from siam_tracking_ros.eval import factory
 from siam_tracking_ros.eval.baselines import BASELINES, DEFAULT_NANO_BACKBONE, DEFAULT_NANO_NECKHEAD
@@ -224,43 +224,6 @@ def summarize(per_sequence: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
-def machine_info() -> dict[str, Any]:
-    """Where the numbers were measured."""
-    info = {"host": platform.node(), "cpu": _cpu_name(), "cores": _cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def write_outputs(args: argparse.Namespace, trackers: dict[str, Any], argv: list[str] | None) -> None:
     """results.json, results.md, plots and the printed table."""
     out: Path = args.out
@@ -270,7 +233,7 @@ def write_outputs(args: argparse.Namespace, trackers: dict[str, Any], argv: list
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "dataset": str(args.dataset), "modes": args.mode,
                 "eao_interval": list(args.eao_interval), "conventions": CONVENTIONS}
-    (out / "results.json").write_text(json.dumps(_json_safe(document), indent=1))
+    (out / "results.json").write_text(json.dumps(json_safe(document), indent=1))
     table = format_table(trackers, args.mode)
     if "presence" in args.mode:
         table += "\n\n" + presence_table(trackers)

@@ -20,16 +20,16 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.heads.cf_layer import CorrelationFilterLayer
-from siam_tracking_ros.models.heads.fc import FCHead
-from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.seed_fc_common import (
-    ContextTemplateTracker,
+from siam_tracking_ros.models.backbones.alexnet import (
     alexnet_output_size,
     alexnet_stride,
     make_alexnet,
     stage_index,
 )
+from siam_tracking_ros.models.heads.cf_layer import CorrelationFilterLayer
+from siam_tracking_ros.models.heads.fc import FCHead
+from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.seed_fc_common import ContextTemplateTracker
 from siam_tracking_ros.trackers.siamfc import SiamFCConfig
 
 

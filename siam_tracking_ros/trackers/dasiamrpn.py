@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from siam_tracking_ros.core.anchors import nms_cxcywh
+from siam_tracking_ros.core.geometry import box_in_frame
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamfc import box_in_frame
 from siam_tracking_ros.trackers.siamrpn import (
     Proposals,
     SiamRPNConfig,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.backbones.alexnet import make_alexnet, stage_outputs
 from siam_tracking_ros.models.heads.cf_layer import center_crop
 from siam_tracking_ros.models.heads.dsiam_transforms import (
     ElementwiseFusion,
@@ -32,7 +33,6 @@ from siam_tracking_ros.models.heads.dsiam_transforms import (
 )
 from siam_tracking_ros.models.heads.fc import FCHead
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.seed_fc_common import make_alexnet, stage_outputs
 from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from siam_tracking_ros.models.backbones.alexnet import alexnet_output_size, make_alexnet
 from siam_tracking_ros.models.heads.attention import RASNetAttention
 from siam_tracking_ros.models.heads.fc import FCHead
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.seed_fc_common import alexnet_output_size, make_alexnet
 from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker
 
 

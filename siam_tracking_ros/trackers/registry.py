@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,12 @@ import torch
 from siam_tracking_ros.core.config_check import check_config
 from siam_tracking_ros.core.device import resolve_device
 from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.weights.io import (
+    WeightsError,
+    load_checkpoint_safely,
+    load_project_file,
+    load_state_into,
+)
 
 #: folder of the trained default weights that ship with the package
 PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "data"
@@ -110,6 +117,50 @@ def make_config(name: str, stored: Mapping[str, Any] | None = None, **overrides:
     return check_config(spec.config_cls(**values), name)
 
 
+def load_for_variant(spec: TrackerSpec, weights: str | Path | None,
+                     overrides: Mapping[str, Any] | None = None
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Resolve ``weights`` for ``spec`` and return ``(state_dict, stored_config)``.
+
+    ``None`` means the packaged default. For an official checkpoint the stored config is what the
+    variant's ``detect_options`` reads off it, and its importer sees the config that results
+    (with ``overrides``). A project file made for another variant, or an official checkpoint whose
+    keys do not fit the variant's importer, raises :class:`WeightsError`.
+    """
+    if weights is None or str(weights) == "":
+        path = spec.default_weights
+        if not path.exists():
+            raise WeightsError(
+                f"no trained default weights ship for '{spec.name}': train them with siam-train, "
+                f"pass a weights file, or weights='random' for an untrained network")
+    else:
+        path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsError(f"weights file not found: '{path}'")
+    if path.suffix == ".safetensors":
+        state, metadata = load_project_file(path)
+        variant = metadata.get("variant", "")
+        if variant != spec.name:
+            raise WeightsError(
+                f"weights '{path}' were made for variant '{variant or 'unknown'}', "
+                f"not for '{spec.name}'")
+        return state, json.loads(metadata.get("config", "{}"))
+    if spec.importer is None:
+        raise WeightsError(f"'{spec.name}' has no importer for official checkpoints; "
+                           f"use a project .safetensors file")
+    raw = load_checkpoint_safely(path)
+    try:
+        detected = spec.detect_options(raw) if spec.detect_options else {}
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc
+    config = make_config(spec.name, detected, **(overrides or {}))
+    try:
+        return spec.importer(raw, config), detected
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(
+            f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc
+
+
 def build_tracker(name: str, weights: str | Path | None = None, device: str | torch.device = "auto",
                   **overrides: Any) -> SiameseTracker:
     """Build a ready tracker.
@@ -121,8 +172,6 @@ def build_tracker(name: str, weights: str | Path | None = None, device: str | to
         device: ``auto|cpu|cuda|cuda:N``.
         **overrides: config fields (hyper-parameters or architecture options).
     """
-    from siam_tracking_ros.weights.io import load_for_variant
-
     spec = get_spec(name)
     torch_device = resolve_device(device)
     if weights == "random":
@@ -134,8 +183,6 @@ def build_tracker(name: str, weights: str | Path | None = None, device: str | to
     tracker = spec.builder(config, torch_device)
     tracker.name = name
     if state is not None:
-        from siam_tracking_ros.weights.io import load_state_into
-
         load_state_into(tracker.model, state, name)
         tracker.model.to(torch_device).eval()
     return tracker

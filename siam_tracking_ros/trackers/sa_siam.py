@@ -21,17 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siam_tracking_ros.models.heads.attention import ChannelAttention
-from siam_tracking_ros.models.heads.cf_layer import center_crop
-from siam_tracking_ros.models.heads.fc import FCHead
-from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.seed_fc_common import (
-    ContextTemplateTracker,
+from siam_tracking_ros.models.backbones.alexnet import (
     alexnet_output_size,
     make_alexnet,
     stage_index,
     stage_outputs,
 )
+from siam_tracking_ros.models.heads.attention import ChannelAttention
+from siam_tracking_ros.models.heads.cf_layer import center_crop
+from siam_tracking_ros.models.heads.fc import FCHead
+from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.seed_fc_common import ContextTemplateTracker
 from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCNet
 
 SEMANTIC_LAYERS = ("conv4", "conv5")

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from siam_tracking_ros.core.geometry import (
+    box_in_frame,
     clip_box_xywh,
     context_size,
     cosine_window,
@@ -103,15 +104,6 @@ class SiamFCNet(nn.Module):
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.search(self.template(z), x)
-
-
-def box_in_frame(cx: float, cy: float, w: float, h: float,
-                 frame_shape: Sequence[int]) -> tuple[float, float, float, float]:
-    """The part of the centre/size box that lies inside the frame, as ``(x, y, w, h)``."""
-    height, width = frame_shape[:2]
-    x1, y1 = min(max(cx - w / 2, 0.0), width), min(max(cy - h / 2, 0.0), height)
-    x2, y2 = min(max(cx + w / 2, 0.0), width), min(max(cy + h / 2, 0.0), height)
-    return x1, y1, x2 - x1, y2 - y1
 
 
 class SiamFCTracker(SiameseTracker):

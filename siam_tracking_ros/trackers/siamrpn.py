@@ -37,6 +37,7 @@ from siam_tracking_ros.core.anchors import (
     score_map_size,
 )
 from siam_tracking_ros.core.geometry import (
+    box_in_frame,
     clip_box_xywh,
     context_size,
     cosine_window,
@@ -48,7 +49,6 @@ from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, s
 from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, UpChannelRPN
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamfc import box_in_frame
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 #: window influence while pysot's long-term mode has lost the target (``SiamRPNLTTracker``)

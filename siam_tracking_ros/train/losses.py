@@ -77,3 +77,11 @@ def iou_loss(pred: torch.Tensor, target: torch.Tensor, mode: str = "linear") -> 
     if mode == "giou":
         return (1.0 - giou).mean()
     raise ValueError(f"unknown IoU loss mode '{mode}': use linear, log or giou")
+
+
+def contrastive_loss(first: torch.Tensor, second: torch.Tensor, same: torch.Tensor,
+                     margin: float = 1.0) -> torch.Tensor:
+    """SINT's margin contrastive loss on embeddings: ``0.5 d^2`` (same) / ``0.5 max(0, m - d)^2``."""
+    distance = (first - second).pow(2).sum(dim=1).clamp(min=1e-12).sqrt()
+    loss = torch.where(same, 0.5 * distance.pow(2), 0.5 * (margin - distance).clamp(min=0).pow(2))
+    return loss.mean()

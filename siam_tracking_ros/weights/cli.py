@@ -21,11 +21,10 @@ from typing import Any
 import torch
 import yaml
 
-from siam_tracking_ros.trackers.registry import TrackerSpec, get_spec, make_config
+from siam_tracking_ros.trackers.registry import TrackerSpec, get_spec, load_for_variant, make_config
 from siam_tracking_ros.weights.io import (
     WeightsError,
     load_checkpoint_safely,
-    load_for_variant,
     load_state_into,
     save_weights,
 )

@@ -11,15 +11,12 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-
-if TYPE_CHECKING:
-    from siam_tracking_ros.trackers.registry import TrackerSpec
 
 FORMAT_VERSION = "1"
 
@@ -105,52 +102,6 @@ def load_checkpoint_safely(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"'{path}' holds no state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def load_for_variant(spec: TrackerSpec, weights: str | Path | None,
-                     overrides: Mapping[str, Any] | None = None
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Resolve ``weights`` for ``spec`` and return ``(state_dict, stored_config)``.
-
-    ``None`` means the packaged default. For an official checkpoint the stored config is what the
-    variant's ``detect_options`` reads off it, and its importer sees the config that results
-    (with ``overrides``). A project file made for another variant, or an official checkpoint whose
-    keys do not fit the variant's importer, raises :class:`WeightsError`.
-    """
-    if weights is None or str(weights) == "":
-        path = spec.default_weights
-        if not path.exists():
-            raise WeightsError(
-                f"no trained default weights ship for '{spec.name}': train them with siam-train, "
-                f"pass a weights file, or weights='random' for an untrained network")
-    else:
-        path = Path(weights).expanduser()
-    if not path.exists():
-        raise WeightsError(f"weights file not found: '{path}'")
-    if path.suffix == ".safetensors":
-        state, metadata = load_project_file(path)
-        variant = metadata.get("variant", "")
-        if variant != spec.name:
-            raise WeightsError(
-                f"weights '{path}' were made for variant '{variant or 'unknown'}', "
-                f"not for '{spec.name}'")
-        return state, json.loads(metadata.get("config", "{}"))
-    if spec.importer is None:
-        raise WeightsError(f"'{spec.name}' has no importer for official checkpoints; "
-                           f"use a project .safetensors file")
-    from siam_tracking_ros.trackers.registry import make_config
-
-    raw = load_checkpoint_safely(path)
-    try:
-        detected = spec.detect_options(raw) if spec.detect_options else {}
-    except (KeyError, ValueError) as exc:
-        raise WeightsError(f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc
-    config = make_config(spec.name, detected, **(overrides or {}))
-    try:
-        return spec.importer(raw, config), detected
-    except (KeyError, ValueError) as exc:
-        raise WeightsError(
-            f"'{path}' does not look like a '{spec.name}' checkpoint: {exc}") from exc
 
 
 def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], variant: str) -> None:

@@ -5,7 +5,7 @@ in the search crop around the target: positives overlap it with IoU > ``pos_iou`
 negatives with IoU < ``neg_iou`` (0.5); on a negative pair (the search crop is centred on
 another object) every candidate is a negative, those around the distractor being hard ones.
 Both are embedded with the network's own :class:`ROIEmbedding` on its backbone levels, and
-SINT's loss :func:`~siam_tracking_ros.train.sint_pp.policy.contrastive_loss` pulls positives to
+SINT's loss :func:`~siam_tracking_ros.train.losses.contrastive_loss` pulls positives to
 the template and pushes negatives beyond ``margin`` (positives and negatives weigh 0.5 each).
 
 **Template box.** A template crop shows the target centred, at a size fixed by the context rule
@@ -35,8 +35,8 @@ from torch import nn
 
 from siam_tracking_ros.core.geometry import iou_xywh
 from siam_tracking_ros.models.heads.roi_embedding import SINTBackbone, SINTNet
+from siam_tracking_ros.train.losses import contrastive_loss
 from siam_tracking_ros.train.objectives.base import HeadGeometry, Objective, Targets, register_objective
-from siam_tracking_ros.train.sint_pp.policy import contrastive_loss
 
 #: candidate draws per wanted candidate (rejection sampling by IoU)
 OVERSAMPLE = 8

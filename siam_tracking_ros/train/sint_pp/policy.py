@@ -70,14 +70,6 @@ def matching_loss(embed: Callable[[torch.Tensor], torch.Tensor], targets: torch.
     return 0.5 * (embed(targets) - embed(positives)).pow(2).sum(dim=1)
 
 
-def contrastive_loss(first: torch.Tensor, second: torch.Tensor, same: torch.Tensor,
-                     margin: float = 1.0) -> torch.Tensor:
-    """SINT's margin contrastive loss on embeddings: ``0.5 d^2`` (same) / ``0.5 max(0, m - d)^2``."""
-    distance = (first - second).pow(2).sum(dim=1).clamp(min=1e-12).sqrt()
-    loss = torch.where(same, 0.5 * distance.pow(2), 0.5 * (margin - distance).clamp(min=0).pow(2))
-    return loss.mean()
-
-
 def train_policy(policy: OcclusionPolicy, positives: torch.Tensor, patches: torch.Tensor,
                  reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int,
                  lr: float = 1e-3, seed: int = 0) -> list[float]:

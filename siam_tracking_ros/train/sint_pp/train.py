@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import save_file
 
 from siam_tracking_ros.models.heads.roi_embedding import SINTNet
+from siam_tracking_ros.train.losses import contrastive_loss
 from siam_tracking_ros.train.sint_pp.policy import (
     OcclusionPolicy,
-    contrastive_loss,
     matching_loss,
     occlude,
     train_policy,
