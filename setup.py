@@ -8,6 +8,7 @@ from setuptools import find_packages, setup
 
 CONSOLE_SCRIPTS = [
     "tracker_node = siam_tracking_ros.ros.tracker_node:main",
+    "tracker_lifecycle_node = siam_tracking_ros.ros.tracker_lifecycle_node:main",
     "video_publisher = siam_tracking_ros.ros.video_publisher:main",
     "siam-demo = siam_tracking_ros.ros.demo:main",
     "follow_target = siam_tracking_ros.ros.follow_target:main",
@@ -26,7 +27,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["siam_tracking_ros", "siam_tracking_ros.*"]),
-    package_data={"siam_tracking_ros": ["weights/data/*.safetensors", "trackers/configs/*.yaml"]},
+    package_data={"siam_tracking_ros": ["weights/data/*.safetensors"]},
     install_requires=["numpy", "opencv-python-headless", "pyyaml", "safetensors", "tqdm",
                       "matplotlib", "torch"],
     extras_require={"test": ["pytest>=8,<8.4", "ruff"]},

@@ -1,9 +1,10 @@
 """Model-level benchmark: load time, init latency, per-frame track latency, throughput and memory
 of one variant on one device, with N targets tracked at once.
 
-Variants have no batched multi-target API yet, so N targets are N independent trackers that each
-``track`` every frame; a frame's latency is the time for all N (crop + network + decoding per
-target), with a CUDA synchronisation before each clock reading.
+No variant declares :class:`~siam_tracking_ros.core.capabilities.BatchedTargets` yet (the
+``batched`` column says whether the one benchmarked does), so N targets are N independent
+trackers that each ``track`` every frame; a frame's latency is the time for all N (crop + network
++ decoding per target), with a CUDA synchronisation before each clock reading.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from siam_tracking_ros.bench.memory import (
     reset_peak_rss,
     rss_mib,
 )
+from siam_tracking_ros.core.capabilities import BatchedTargets
 from siam_tracking_ros.data.sequences import Sequence
 from siam_tracking_ros.eval import factory
 from siam_tracking_ros.eval.runner import synchronizer
@@ -124,8 +126,8 @@ def bench_model(request: factory.TrackerRequest, frames: list[np.ndarray], box: 
         tracker=request.name, device=str(torch_device), weights=request.weights, targets=targets,
         half=getattr(trackers[0], "dtype", torch.float32) == torch.float16,
         cuda_graphs=bool(getattr(getattr(trackers[0], "search_pass", None), "replays", 0)),
-        batched=False, resolution=f"{width}x{height}", backend=backend_label(trackers[0]), threads=threads,
-        frames=len(sequence),
+        batched=isinstance(trackers[0], BatchedTargets), resolution=f"{width}x{height}",
+        backend=backend_label(trackers[0]), threads=threads, frames=len(sequence),
         load_ms=load_s * 1e3, init_ms=float(np.median(init_times) * 1e3),
         track_p50_ms=float(np.percentile(ms, 50)), track_p95_ms=float(np.percentile(ms, 95)),
         track_p99_ms=float(np.percentile(ms, 99)), track_mean_ms=float(ms.mean()),

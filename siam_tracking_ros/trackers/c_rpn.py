@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet
-from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN, cascade_proposals
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.heads.cascade_rpn import cascade_proposals
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamrpn import SiamRPNConfig, SiamRPNTracker
 
@@ -39,32 +38,15 @@ class CRPNConfig(SiamRPNConfig):
     theta: float = 0.95
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.stages <= 3:
             raise ValueError(f"c_rpn: stages must be 1, 2 or 3, got {self.stages}")
         if self.head != "upchannel":
             raise ValueError(f"c_rpn: only the up-channel RPN head is supported, got '{self.head}'")
 
 
-class AlexNetLevels(nn.Module):
-    """AlexNet returning ``[conv5, conv4, conv3][:levels]`` (deepest first)."""
-
-    def __init__(self, width_mult: float = 1.0, levels: int = 3) -> None:
-        super().__init__()
-        self.alexnet = AlexNet(pysot_alexnet(width_mult))
-        self.levels = levels
-        widths = self.alexnet.layout.widths
-        self.channels = tuple(widths[4 - i] for i in range(levels))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        for stage in self.alexnet.stages():
-            x = stage(x)
-            outputs.append(x)
-        return [outputs[4 - i] for i in range(self.levels)]
-
-
-class CRPNNet(nn.Module):
-    """AlexNet levels + :class:`CascadeRPN`.
+class CRPNNet(SiameseNet):
+    """AlexNet levels (``alexnet_levels``) + the ``cascade_rpn`` head.
 
     ``search`` returns ``{"cls", "loc"}`` of stage 1 and ``{"cls_stages", "loc_stages"}`` of all.
     """
@@ -72,23 +54,14 @@ class CRPNNet(nn.Module):
     head_kind = "cascade_rpn"
 
     def __init__(self, config: CRPNConfig) -> None:
-        super().__init__()
-        self.backbone = AlexNetLevels(config.width_mult, config.stages)
-        self.cascade = CascadeRPN(self.backbone.channels, config.anchor_num, config.hidden)
-
-    def template(self, z: torch.Tensor) -> list:
-        return self.cascade.template(self.backbone(z))
+        backbone = PartSpec("alexnet_levels", {"width_mult": config.width_mult, "levels": config.stages})
+        head = PartSpec("cascade_rpn", {"anchor_num": config.anchor_num, "hidden": config.hidden})
+        super().__init__(NetworkSpec(backbone, head, head_kind="cascade_rpn", head_name="cascade"))
 
     def search(self, features: list, x: torch.Tensor, return_features: bool = False) -> dict:
-        x_levels = self.backbone(x)
-        out: dict = self.cascade.search(features, x_levels)
+        out = super().search(features, x, return_features)
         out["cls"], out["loc"] = out["cls_stages"][0], out["loc_stages"][0]
-        if return_features:
-            out["x_f"] = x_levels[0]
         return out
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict:
-        return self.search(self.template(z), x)
 
 
 class CRPNTracker(SiamRPNTracker):
@@ -96,9 +69,10 @@ class CRPNTracker(SiamRPNTracker):
 
     config: CRPNConfig
 
-    def decode(self, out: Mapping[str, torch.Tensor], anchors: torch.Tensor
+    def decode(self, out: Mapping[str, torch.Tensor], instance_size: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes and scores of the last cascade stage; anchors filtered out on the way are invalid."""
+        anchors = self.geometry(instance_size).anchors
         cascade = cascade_proposals([c.float() for c in out["cls_stages"]],
                                     [v.float() for v in out["loc_stages"]], anchors, self.config.theta)
         score = torch.nan_to_num(cascade.scores, nan=0.0).double().cpu().numpy()

@@ -12,25 +12,21 @@ multi-scale search; after every frame the filter is updated as a moving average 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.assembly import PartSpec, SiameseNet
 from siam_tracking_ros.models.backbones.alexnet import (
     alexnet_output_size,
     alexnet_stride,
-    make_alexnet,
     stage_index,
 )
-from siam_tracking_ros.models.heads.cf_layer import CorrelationFilterLayer
-from siam_tracking_ros.models.heads.fc import FCHead
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.seed_fc_common import ContextTemplateTracker
-from siam_tracking_ros.trackers.siamfc import SiamFCConfig
+from siam_tracking_ros.trackers.siamfc import SiamFCConfig, siamfc_spec
 
 
 @dataclass
@@ -52,38 +48,24 @@ class CFNetConfig(SiamFCConfig):
     template_lr: float = 0.01
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.total_stride = alexnet_stride(stage_index(self.cf_layer))
 
 
-class CFNetNet(nn.Module):
-    """AlexNet cut at ``cf_layer`` + CF layer (template branch) + :class:`FCHead`."""
+class CFNetNet(SiameseNet):
+    """AlexNet cut at ``cf_layer`` + CF layer (template transform ``cf``) + the ``fc`` head.
+
+    ``template`` returns the correlation filter ``(B, C, k, k)`` learned from the template crop
+    (any size >= exemplar).
+    """
 
     head_kind = "fc"
 
     def __init__(self, config: CFNetConfig) -> None:
-        super().__init__()
         depth = stage_index(config.cf_layer)
-        alexnet = make_alexnet(config.backbone, config.width_mult)
-        self.backbone = nn.Sequential(OrderedDict(
-            (f"conv{i + 1}", stage) for i, stage in enumerate(alexnet.stages()[:depth])))
-        self.input_rgb = config.input_rgb
-        crop = alexnet_output_size(config.exemplar_size, depth)
-        self.cf = CorrelationFilterLayer(crop, config.cf_lambda, config.cf_sigma)
-        self.head = FCHead(config.out_scale)
-
-    def features(self, image: torch.Tensor) -> torch.Tensor:
-        """Features of BGR 0..255 crops at ``cf_layer``."""
-        return self.backbone(image.flip(1) if self.input_rgb else image)
-
-    def template(self, z: torch.Tensor) -> torch.Tensor:
-        """Correlation filter ``(B, C, k, k)`` learned from the template crop (any size >= exemplar)."""
-        return self.cf(self.features(z))
-
-    def search(self, features: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"score": self.head(features, self.features(x))}
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
+        cf = PartSpec("correlation_filter", {"crop_size": alexnet_output_size(config.exemplar_size, depth),
+                                             "lam": config.cf_lambda, "sigma_fraction": config.cf_sigma})
+        super().__init__(siamfc_spec(config, depth, transform=cf, transform_name="cf"))
 
 
 class CFNetTracker(ContextTemplateTracker):

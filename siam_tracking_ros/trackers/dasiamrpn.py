@@ -24,25 +24,28 @@ cosine window is dropped and the search region grows by ``search_step`` pixels p
 and returns to the normal region.
 
 Presets of the official models (``width_mult``, ``hidden``, ``lr``, ``window_influence``,
-``penalty_k``, ``adaptive``) are in :data:`OFFICIAL_PRESETS`; the defaults are ``SiamRPNBIG``'s.
+``penalty_k``, ``adaptive``): ``preset="big"`` (``SiamRPNBIG``, the default), ``"vot"``
+(``SiamRPNVOT``), ``"otb"`` (``SiamRPNOTB``), see :attr:`DaSiamRPNConfig.PRESETS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from siam_tracking_ros.core.anchors import nms_cxcywh
-from siam_tracking_ros.core.geometry import box_in_frame
+from siam_tracking_ros.core.capabilities import GlobalSearch
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
+from siam_tracking_ros.trackers.config_fields import PresetFields
+from siam_tracking_ros.trackers.decision import Proposals
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamrpn import (
-    Proposals,
     SiamRPNConfig,
     SiamRPNNet,
     SiamRPNTracker,
@@ -50,30 +53,33 @@ from siam_tracking_ros.trackers.siamrpn import (
 )
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
-#: architecture and hyper-parameters of the official DaSiamRPN models (their ``cfg`` dicts)
-OFFICIAL_PRESETS: dict[str, dict[str, float | int | bool]] = {
-    "SiamRPNBIG": {"width_mult": 2.0, "hidden": 512, "lr": 0.295, "window_influence": 0.42,
-                   "penalty_k": 0.055, "instance_size": 271, "adaptive": True},
-    "SiamRPNVOT": {"width_mult": 1.0, "hidden": 256, "lr": 0.45, "window_influence": 0.44,
-                   "penalty_k": 0.04, "instance_size": 271, "adaptive": False},
-    "SiamRPNOTB": {"width_mult": 1.0, "hidden": 256, "lr": 0.30, "window_influence": 0.40,
-                   "penalty_k": 0.22, "instance_size": 271, "adaptive": False},
-}
-
 
 @dataclass
-class DaSiamRPNConfig(SiamRPNConfig):
-    """SiamRPN options plus distractor-aware and long-term settings (defaults: SiamRPNBIG)."""
+class DaSiamRPNConfig(PresetFields, SiamRPNConfig):
+    """SiamRPN options plus distractor-aware and long-term settings.
 
-    width_mult: float = 2.0
-    hidden: int = 512
-    instance_size: int = 271
-    penalty_k: float = 0.055
-    window_influence: float = 0.42
-    lr: float = 0.295
+    Fields left at ``None`` take the values of ``preset`` (default ``big``: SiamRPNBIG).
+    """
+
+    #: architecture and hyper-parameters of the official DaSiamRPN models (their ``cfg`` dicts)
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "big": {"width_mult": 2.0, "hidden": 512, "lr": 0.295, "window_influence": 0.42,
+                "penalty_k": 0.055, "instance_size": 271, "adaptive": True},
+        "vot": {"width_mult": 1.0, "hidden": 256, "lr": 0.45, "window_influence": 0.44,
+                "penalty_k": 0.04, "instance_size": 271, "adaptive": False},
+        "otb": {"width_mult": 1.0, "hidden": 256, "lr": 0.30, "window_influence": 0.40,
+                "penalty_k": 0.22, "instance_size": 271, "adaptive": False},
+    }
+
+    width_mult: float | None = None  # type: ignore[assignment]
+    hidden: int | None = None  # type: ignore[assignment]
+    instance_size: int | None = None  # type: ignore[assignment]
+    penalty_k: float | None = None  # type: ignore[assignment]
+    window_influence: float | None = None  # type: ignore[assignment]
+    lr: float | None = None  # type: ignore[assignment]
     #: DaSiamRPN's ``adaptive``: search ``small_target_instance_size`` for targets smaller than
     #: ``small_target_ratio`` of the image area
-    adaptive: bool = True
+    adaptive: bool | None = None
     small_target_ratio: float = 0.004
     small_target_instance_size: int = 287
     distractor_aware: bool = True
@@ -147,7 +153,7 @@ def rerank(pscore: np.ndarray, candidates: np.ndarray, distractor_similarity: np
     return int(candidates[int(np.argmax(objective))])
 
 
-class DaSiamRPNTracker(SiamRPNTracker):
+class DaSiamRPNTracker(SiamRPNTracker, GlobalSearch):
     """SiamRPN tracking with distractor-aware re-ranking and local-to-global search."""
 
     config: DaSiamRPNConfig
@@ -155,6 +161,7 @@ class DaSiamRPNTracker(SiamRPNTracker):
     def __init__(self, model: SiamRPNNet, config: DaSiamRPNConfig, device: torch.device) -> None:
         super().__init__(model, config, device)
         self.memory: DistractorMemory | None = None
+        self._candidates = np.empty(0, dtype=np.int64)
         for size in self.search_sizes():
             self.geometry(size)
 
@@ -199,10 +206,14 @@ class DaSiamRPNTracker(SiamRPNTracker):
         self._base_instance_size = size
         return size
 
-    def _search_size(self) -> int:
+    @property
+    def wants_search_features(self) -> bool:  # type: ignore[override]
+        return self.config.distractor_aware
+
+    def search_size(self) -> int:
         return self.instance_size  # the growing global search sets it
 
-    def _window_influence(self) -> float:
+    def window_influence(self) -> float:
         return 0.0 if self._lost else self.config.window_influence  # no window while lost
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
@@ -254,31 +265,40 @@ class DaSiamRPNTracker(SiamRPNTracker):
         weights = torch.as_tensor(props.score[chosen], dtype=torch.float32, device=windows.device)
         self.memory.add(windows, weights)
 
-    def _track(self, frame: np.ndarray) -> TrackResult:
+    def choose(self, props: Proposals, out: Mapping[str, torch.Tensor]) -> int:
+        """Distractor-aware choice among the NMS candidates (remembered for :meth:`after_update`)."""
+        if not self.config.distractor_aware:
+            self._candidates = np.empty(0, dtype=np.int64)
+            return int(np.argmax(props.pscore))
+        best, self._candidates = self.select(props, out["x_f"])
+        return best
+
+    def accept(self, score: float) -> bool:
+        """While lost, only a proposal scoring ``found_threshold`` moves the state."""
+        return not (self._lost and score < self.config.found_threshold)
+
+    def hold_state(self, frame_shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+        return (*self.center, *self.size)  # still lost: keep the state as it is
+
+    def after_update(self, props: Proposals, best: int, moved: bool, out: Mapping[str, torch.Tensor]
+                     ) -> None:
+        """Grow the search while lost; else remember distractors and check for a new loss."""
         cfg = self.config
-        region = self.search_region()
-        scale_z = region.scale_z
-        out = self._search(frame, region, return_features=cfg.distractor_aware)
-        props = self.proposals(out, scale_z)
+        if not moved:
+            self._grow_search()  # still lost: look wider
+            return
         if cfg.distractor_aware:
-            best, candidates = self.select(props, out["x_f"])
-        else:
-            best, candidates = int(np.argmax(props.pscore)), np.empty(0, dtype=np.int64)
-        score = float(props.score[best])
-        if self._lost and score < cfg.found_threshold:
-            self._grow_search()  # still lost: keep the state, look wider
-            cx, cy, w, h = (*self.center, *self.size)
-        else:
-            cx, cy, w, h = self.update_state(props, best, scale_z, frame.shape)
-            if cfg.distractor_aware:
-                self.remember_distractors(props, candidates, best, out["x_f"])
-            self._lost = False
-            self.instance_size = self._base_instance_size
-            if self.long_term and score < cfg.lost_threshold:
-                self._lost = True
-                self._grow_search()
-        return TrackResult(box_in_frame(cx, cy, w, h, frame.shape), score,
-                           extra={"pscore": float(props.pscore[best]), "lost": self._lost,
+            self.remember_distractors(props, self._candidates, best, out["x_f"])
+        self._lost = False
+        self.instance_size = self._base_instance_size
+        if self.long_term and float(props.score[best]) < cfg.lost_threshold:
+            self._lost = True
+            self._grow_search()
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        decision, _ = self.decide(frame)
+        return TrackResult(decision.box, decision.score,
+                           extra={"pscore": decision.pscore, "lost": self._lost,
                                   "instance_size": self.instance_size})
 
     def _grow_search(self) -> None:
@@ -304,7 +324,7 @@ def import_official_dasiamrpn(state: Mapping[str, torch.Tensor], config: DaSiamR
 
     ``featureExtract.{i}`` -> ``backbone.conv{n}.{0|1}``; ``conv_cls1|conv_r1`` (template kernels),
     ``conv_cls2|conv_r2`` (search adapters) and ``regress_adjust`` -> the up-channel head. The VOT
-    and OTB files need ``width_mult=1.0, hidden=256`` (see :data:`OFFICIAL_PRESETS`).
+    and OTB files need ``width_mult=1.0, hidden=256`` (``preset="vot"``/``"otb"``).
     """
     if any(k.startswith(("rpn_head.", "backbone.")) for k in state):
         raise KeyError("this is a pysot/siamfc-pytorch checkpoint (backbone.*/rpn_head.*): load it with "
@@ -330,7 +350,7 @@ def detect_dasiamrpn_options(state: Mapping[str, torch.Tensor]) -> dict[str, flo
     (BIG: 2, VOT/OTB: 1) and kernel channels ``hidden`` (BIG: 512, VOT/OTB: 256).
 
     The tracking hyper-parameters of VOT and OTB files differ but cannot be read off the weights:
-    pass those of :data:`OFFICIAL_PRESETS` as overrides. Empty for other layouts (the importer
+    pass ``preset="vot"`` or ``"otb"``. Empty for other layouts (the importer
     then says what is wrong).
     """
     first, kernels = state.get("featureExtract.0.weight"), state.get("conv_cls1.weight")

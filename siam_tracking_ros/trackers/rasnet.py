@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from siam_tracking_ros.models.backbones.alexnet import alexnet_output_size, make_alexnet
-from siam_tracking_ros.models.heads.attention import RASNetAttention
-from siam_tracking_ros.models.heads.fc import FCHead
+from siam_tracking_ros.models.assembly import PartSpec, SiameseNet
+from siam_tracking_ros.models.backbones.alexnet import alexnet_output_size
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker
+from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker, siamfc_spec
 
 
 @dataclass
@@ -31,8 +29,8 @@ class RASNetConfig(SiamFCConfig):
     channel_reduction: int = 4
 
 
-class RASNetNet(nn.Module):
-    """AlexNet + :class:`RASNetAttention` + :class:`FCHead`.
+class RASNetNet(SiameseNet):
+    """AlexNet + attention (template transform ``attention``) + the ``fc`` head.
 
     ``template`` returns the attention-weighted kernel ``β_c γ_ij z_cij``; correlating it is the
     weighted cross-correlation.
@@ -41,28 +39,10 @@ class RASNetNet(nn.Module):
     head_kind = "fc"
 
     def __init__(self, config: RASNetConfig) -> None:
-        super().__init__()
-        self.input_rgb = config.input_rgb
-        self.backbone = make_alexnet(config.backbone, config.width_mult)
-        window = alexnet_output_size(config.exemplar_size)
-        self.attention = RASNetAttention(self.backbone.out_channels, window, config.attention_hidden,
-                                         config.channel_reduction)
-        self.head = FCHead(config.out_scale)
-
-    def features(self, image: torch.Tensor) -> torch.Tensor:
-        """Backbone features of BGR 0..255 crops."""
-        return self.backbone(image.flip(1) if self.input_rgb else image)
-
-    def template(self, z: torch.Tensor) -> torch.Tensor:
-        exemplar = self.features(z)
-        spatial, channel = self.attention(exemplar)
-        return exemplar * spatial * channel[:, :, None, None]
-
-    def search(self, features: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"score": self.head(features, self.features(x))}
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
+        attention = PartSpec("rasnet_attention", {"template_size": alexnet_output_size(config.exemplar_size),
+                                                  "hidden": config.attention_hidden,
+                                                  "reduction": config.channel_reduction})
+        super().__init__(siamfc_spec(config, transform=attention, transform_name="attention"))
 
 
 @register_tracker("rasnet", RASNetConfig,

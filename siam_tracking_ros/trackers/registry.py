@@ -101,12 +101,34 @@ def get_spec(name: str) -> TrackerSpec:
     return _REGISTRY[name]
 
 
+def list_presets() -> dict[str, Mapping[str, Any]]:
+    """Every variant's named presets, ``{"<variant>/<preset>": field values}`` (e.g. ``dasiamrpn/otb``).
+
+    A preset fills the config fields left at ``None``; pass ``preset=`` or the ``<variant>/<preset>``
+    name to :func:`make_config` / :func:`build_tracker`.
+    """
+    _discover()
+    return {f"{name}/{preset}": values for name, spec in sorted(_REGISTRY.items())
+            for preset, values in getattr(spec.config_cls, "PRESETS", {}).items()}
+
+
+def split_preset(name: str, overrides: dict[str, Any]) -> str:
+    """``"variant/preset"`` -> ``"variant"`` with ``overrides["preset"]`` set; other names as they are."""
+    variant, _, preset = name.partition("/")
+    if preset:
+        overrides.setdefault("preset", preset)
+    return variant
+
+
 def make_config(name: str, stored: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
     """The variant's default config, updated by a weights file's stored config, then overrides.
+
+    ``name`` may be ``<variant>/<preset>`` (see :func:`list_presets`).
 
     Unknown override keys raise ``ValueError`` naming the valid ones; so does a field outside
     its range (:mod:`siam_tracking_ros.core.config_check`).
     """
+    name = split_preset(name, overrides)
     spec = get_spec(name)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     unknown = set(overrides) - fields
@@ -166,12 +188,13 @@ def build_tracker(name: str, weights: str | Path | None = None, device: str | to
     """Build a ready tracker.
 
     Args:
-        name: registry name (see :func:`list_trackers`).
+        name: registry name (see :func:`list_trackers`), or ``<variant>/<preset>``.
         weights: ``None`` for the packaged trained default, a path to a project ``.safetensors``
             file or an official checkpoint, or ``"random"`` for an untrained network (tests only).
         device: ``auto|cpu|cuda|cuda:N``.
         **overrides: config fields (hyper-parameters or architecture options).
     """
+    name = split_preset(name, overrides)
     spec = get_spec(name)
     torch_device = resolve_device(device)
     if weights == "random":

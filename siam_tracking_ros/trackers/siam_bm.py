@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from siam_tracking_ros.core.geometry import clip_box_xywh
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCNet, SiamFCTracker
@@ -199,19 +198,13 @@ class SiamBMTracker(SiamFCTracker):
         cfg = self.config
         index, row, col, peak = self.locate(self.responses(frame))
         factor, delta = self.candidates[index]
-        half = (cfg.upscale_size - 1) / 2.0
-        to_image = cfg.total_stride / cfg.response_up * self.x_sz * factor / cfg.instance_size
-        du, dv = (col - half) * to_image, (row - half) * to_image
+        du, dv = self.peak_offset(row, col, factor)
         angle = self.angle + delta
         self.center = self.center + np.array([du * math.cos(angle) - dv * math.sin(angle),
                                               du * math.sin(angle) + dv * math.cos(angle)])
-        scale = (1 - cfg.scale_lr) + cfg.scale_lr * factor
-        self.target_sz = self.target_sz * scale
-        self.z_sz *= scale
-        self.x_sz *= scale
+        self.rescale(factor)
         self.angle = math.remainder(self.angle + cfg.angle_lr * delta, 2 * math.pi)
-        cx, cy, w, h = clip_box_xywh(*self.center, *self.target_sz, frame.shape, cfg.min_size)
-        self.center, self.target_sz = np.array([cx, cy]), np.array([w, h])
+        cx, cy, w, h = self.clip_state(frame.shape)
         if cfg.template_lr > 0:
             self.update_template(frame)
         else:

@@ -13,83 +13,73 @@ sigmoid outputs), so official SiamRPN+ checkpoints do not load as is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from siam_tracking_ros.models.backbones.cir_resnet import CIResNet22
-from siam_tracking_ros.models.heads.fc import FCHead
-from siam_tracking_ros.models.heads.rpn import UpChannelRPN
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
 from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.trackers.config_fields import FCSearchFields, PresetFields
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamfc import SiamFCTracker
-from siam_tracking_ros.trackers.siamrpn import RPNNet, SiamRPNConfig, SiamRPNTracker
-
-#: SiamDW's tuned window influence (OTB-2015) per head
-_WINDOW_INFLUENCE = {"fc": 0.2897, "rpn": 0.39}
+from siam_tracking_ros.trackers.siamrpn import SiamRPNConfig, SiamRPNTracker, rpn_spec
 
 
 @dataclass
-class SiamDWConfig(SiamRPNConfig):
-    """CIResNet-22 + ``head`` (``fc`` or ``rpn``); the RPN fields come from SiamRPN's config."""
+class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
+    """CIResNet-22 + ``head`` (``fc`` or ``rpn``): SiamRPN's fields plus SiamFC's search fields.
+
+    ``window_influence`` left at ``None`` takes the head's tuned value (preset ``siamdw/<head>``).
+    """
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "fc": {"window_influence": 0.2897},
+        "rpn": {"window_influence": 0.39},
+    }
 
     head: str = "fc"
     stage_blocks: tuple[int, int] = (3, 4)
     widths: tuple[int, int] = (64, 128)
     # --- fc head (SiamFC+), SiamDW OTB-2015 values
     out_scale: float = 0.1
-    total_stride: int = 8
-    response_up: int = 16
-    scale_num: int = 3
     scale_step: float = 1.1897
     scale_lr: float = 0.2226
     scale_penalty: float = 0.9370
-    score_bias: float = 0.0
-    score_temperature: float = 1.0
-    # --- rpn head (SiamRPN+), SiamDW OTB-2015 values; None = the head's tuned default
+    # --- rpn head (SiamRPN+), SiamDW OTB-2015 values
     window_influence: float | None = None  # type: ignore[assignment]
     penalty_k: float = 0.841
     lr: float = 0.714
 
-    def __post_init__(self) -> None:
-        if self.head not in _WINDOW_INFLUENCE:
+    def default_preset(self) -> str:
+        """The preset of the chosen head."""
+        if self.head not in self.PRESETS:
             raise ValueError(f"siamdw: unknown head '{self.head}' (fc|rpn)")
-        if self.window_influence is None:
-            self.window_influence = _WINDOW_INFLUENCE[self.head]
-
-    @property
-    def upscale_size(self) -> int:
-        """Side of the upsampled FC response map (272 by default)."""
-        return self.score_size * self.response_up
+        return self.head
 
 
-class SiamDWFCNet(nn.Module):
-    """CIResNet-22 + SiamFC head; ``search`` returns ``{"score": (B, 1, 17, 17)}``."""
+def _backbone(config: SiamDWConfig) -> PartSpec:
+    kwargs = {"stage_blocks": tuple(config.stage_blocks), "widths": tuple(config.widths)}
+    return PartSpec("cir_resnet22", kwargs)
+
+
+class SiamDWFCNet(SiameseNet):
+    """CIResNet-22 + the ``fc`` head; ``search`` returns ``{"score": (B, 1, 17, 17)}``."""
 
     head_kind = "fc"
 
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__()
-        self.backbone = CIResNet22(tuple(config.stage_blocks), tuple(config.widths))
-        self.head = FCHead(config.out_scale)
-
-    def template(self, z: torch.Tensor) -> torch.Tensor:
-        return self.backbone(z)
-
-    def search(self, features: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"score": self.head(features, self.backbone(x))}
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
+        super().__init__(NetworkSpec(_backbone(config), PartSpec("fc", {"out_scale": config.out_scale})))
 
 
-class SiamDWRPNNet(RPNNet):
+class SiamDWRPNNet(SiameseNet):
     """CIResNet-22 + up-channel RPN; ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
 
+    head_kind = "rpn"
+
     def __init__(self, config: SiamDWConfig) -> None:
-        backbone = CIResNet22(tuple(config.stage_blocks), tuple(config.widths))
-        super().__init__(backbone, UpChannelRPN(config.anchor_num, backbone.out_channels, config.hidden))
+        super().__init__(rpn_spec(_backbone(config), "upchannel", config.anchor_num, config.hidden))
 
 
 @register_tracker("siamdw", SiamDWConfig,

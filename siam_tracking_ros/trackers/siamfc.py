@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from siam_tracking_ros.core.geometry import (
     box_in_frame,
@@ -33,16 +32,17 @@ from siam_tracking_ros.core.geometry import (
     frame_mean,
 )
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, siamfc_alexnet
-from siam_tracking_ros.models.heads.fc import FCHead
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
 from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.trackers.config_fields import FCSearchFields, SearchFields
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 
 @dataclass
-class SiamFCConfig:
-    """Architecture and tracking hyper-parameters (defaults: siamfc-pytorch)."""
+class SiamFCConfig(SearchFields, FCSearchFields):
+    """Architecture and tracking hyper-parameters (defaults: siamfc-pytorch); the search fields
+    are :class:`~.config_fields.SearchFields` and :class:`~.config_fields.FCSearchFields`."""
 
     #: ``siamfc`` (AlexNetV1: grouped convs, no BN after conv5) or ``pysot`` (plain, width_mult)
     backbone: str = "siamfc"
@@ -50,60 +50,28 @@ class SiamFCConfig:
     #: the network was trained on RGB crops (siamfc-pytorch); frames arrive BGR
     input_rgb: bool = True
     out_scale: float = 0.001
-    exemplar_size: int = 127
-    instance_size: int = 255
-    context_amount: float = 0.5
-    total_stride: int = 8
-    response_up: int = 16
-    scale_num: int = 3
-    scale_step: float = 1.0375
-    scale_lr: float = 0.59
-    scale_penalty: float = 0.9745
     window_influence: float = 0.176
-    score_bias: float = 0.0
-    score_temperature: float = 1.0
-    min_size: float = 10.0
-
-    @property
-    def score_size(self) -> int:
-        """Side of the raw response map (17 for 127/255)."""
-        return (self.instance_size - self.exemplar_size) // self.total_stride + 1
-
-    @property
-    def upscale_size(self) -> int:
-        """Side of the upsampled response map (272 by default)."""
-        return self.score_size * self.response_up
 
 
-class SiamFCNet(nn.Module):
+def siamfc_spec(config: SiamFCConfig, depth: int = 5, transform: PartSpec | None = None,
+                transform_name: str = "transform") -> NetworkSpec:
+    """AlexNet (``config.backbone`` layout, cut after stage ``depth``) + the ``fc`` head, with an
+    optional template transform (e.g. RASNet's attention, CFNet's correlation filter)."""
+    if config.backbone not in ("siamfc", "pysot"):
+        raise ValueError(f"siamfc: unknown backbone '{config.backbone}' (siamfc|pysot)")
+    backbone = PartSpec("alexnet", {"layout": config.backbone, "width_mult": config.width_mult,
+                                    "depth": depth})
+    return NetworkSpec(backbone, PartSpec("fc", {"out_scale": config.out_scale}), transform=transform,
+                       transform_name=transform_name, input_rgb=config.input_rgb)
+
+
+class SiamFCNet(SiameseNet):
     """AlexNet + :class:`FCHead`; ``search`` returns ``{"score": (B, 1, 17, 17)}`` logits."""
 
     head_kind = "fc"
 
     def __init__(self, config: SiamFCConfig) -> None:
-        super().__init__()
-        if config.backbone == "siamfc":
-            layout = siamfc_alexnet()
-        elif config.backbone == "pysot":
-            layout = pysot_alexnet(config.width_mult)
-        else:
-            raise ValueError(f"siamfc: unknown backbone '{config.backbone}' (siamfc|pysot)")
-        self.input_rgb = config.input_rgb
-        self.backbone = AlexNet(layout)
-        self.head = FCHead(config.out_scale)
-
-    def features(self, image: torch.Tensor) -> torch.Tensor:
-        """Backbone features of BGR 0..255 crops."""
-        return self.backbone(image.flip(1) if self.input_rgb else image)
-
-    def template(self, z: torch.Tensor) -> torch.Tensor:
-        return self.features(z)
-
-    def search(self, features: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"score": self.head(features, self.features(x))}
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
+        super().__init__(siamfc_spec(config))
 
 
 class SiamFCTracker(SiameseTracker):
@@ -170,16 +138,29 @@ class SiamFCTracker(SiameseTracker):
     def move(self, scale_id: int, row: int, col: int, frame_shape: Sequence[int]
              ) -> tuple[float, float, float, float]:
         """Apply a located peak to the state; returns the clipped ``(cx, cy, w, h)``."""
-        cfg = self.config
         factor = float(self.scale_factors[scale_id])
+        self.center = self.center + self.peak_offset(row, col, factor)
+        self.rescale(factor)
+        return self.clip_state(frame_shape)
+
+    def peak_offset(self, row: int, col: int, factor: float) -> np.ndarray:
+        """Displacement ``(du, dv)`` in source pixels of a peak on the upsampled map of scale ``factor``."""
+        cfg = self.config
         half = (cfg.upscale_size - 1) / 2.0
         to_image = cfg.total_stride / cfg.response_up * self.x_sz * factor / cfg.instance_size
-        self.center = self.center + np.array([col - half, row - half]) * to_image
+        return np.array([col - half, row - half]) * to_image
+
+    def rescale(self, factor: float) -> None:
+        """Follow the chosen scale ``factor`` with rate ``scale_lr`` (target, exemplar and search sizes)."""
+        cfg = self.config
         scale = (1 - cfg.scale_lr) + cfg.scale_lr * factor
         self.target_sz = self.target_sz * scale
         self.z_sz *= scale
         self.x_sz *= scale
-        cx, cy, w, h = clip_box_xywh(*self.center, *self.target_sz, frame_shape, cfg.min_size)
+
+    def clip_state(self, frame_shape: Sequence[int]) -> tuple[float, float, float, float]:
+        """Clip the state to the frame; returns ``(cx, cy, w, h)``."""
+        cx, cy, w, h = clip_box_xywh(*self.center, *self.target_sz, frame_shape, self.config.min_size)
         self.center, self.target_sz = np.array([cx, cy]), np.array([w, h])
         return cx, cy, w, h
 

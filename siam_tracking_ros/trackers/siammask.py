@@ -18,62 +18,51 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
+from siam_tracking_ros.core.capabilities import MaskOutput
 from siam_tracking_ros.core.geometry import mask_to_polygon
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
 from siam_tracking_ros.models.heads.mask import COARSE_MASK_SIZE, REFINED_MASK_SIZE, MaskCorr, Refine
-from siam_tracking_ros.models.heads.rpn import DepthwiseRPN
-from siam_tracking_ros.models.necks.adjust import AdjustAllLayer
+from siam_tracking_ros.trackers.config_fields import AnchorFields, RPNDecisionFields, SearchFields
+from siam_tracking_ros.trackers.decision import Decision
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamrpn import Decision
-from siam_tracking_ros.trackers.siamrpnpp import SiamRPNppTracker
+from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 
 @dataclass
-class SiamMaskConfig:
+class SiamMaskConfig(SearchFields, AnchorFields, RPNDecisionFields):
     """Architecture and tracking hyper-parameters (pysot ``siammask_r50_l3`` values)."""
 
-    anchor_stride: int = 8
-    anchor_ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
-    anchor_scales: tuple[float, ...] = (8.0,)
-    exemplar_size: int = 127
-    instance_size: int = 255
     base_size: int = 8
-    context_amount: float = 0.5
     penalty_k: float = 0.10
     window_influence: float = 0.41
     lr: float = 0.32
-    min_size: float = 10.0
     mask_threshold: float = 0.15
     refine: bool = True
 
-    def __post_init__(self) -> None:
-        self.anchor_ratios = tuple(float(r) for r in self.anchor_ratios)
-        self.anchor_scales = tuple(float(s) for s in self.anchor_scales)
 
-    @property
-    def anchor_num(self) -> int:
-        """Anchors per score-map cell."""
-        return len(self.anchor_ratios) * len(self.anchor_scales)
+def siammask_spec(anchor_num: int = 5) -> NetworkSpec:
+    """ResNet-50 up to layer3 + adjust (1024 -> 256) + depthwise RPN (the mask parts are SiamMask's)."""
+    rpn = PartSpec("depthwise", {"anchor_num": anchor_num, "in_channels": 256, "out_channels": 256})
+    return NetworkSpec(PartSpec("resnet50", {"used_layers": (0, 1, 2, 3)}), rpn,
+                       neck=PartSpec("adjust", {"in_channels": [1024], "out_channels": [256]}),
+                       head_kind="mask", outputs=("cls", "loc"), head_name="rpn_head")
 
 
-class SiamMaskNet(nn.Module):
+class SiamMaskNet(SiameseNet):
     """SiamMask with refinement; float BGR 0..255 in.
 
     ``search`` returns ``cls``, ``loc``, ``mask`` (coarse, ``(B, 3969, S, S)``) and the inputs of
-    :meth:`refine`: ``mask_corr`` and the search crop's ``skip0..skip2`` backbone maps.
+    :meth:`refine`: ``mask_corr`` and the search crop's ``skip0..skip2`` backbone maps. The neck
+    sees the last backbone level only; the others feed the refinement.
     """
 
     head_kind = "mask"
 
     def __init__(self, anchor_num: int = 5) -> None:
-        super().__init__()
-        self.backbone = DilatedResNet50((0, 1, 2, 3))
-        self.neck = AdjustAllLayer([1024], [256])
-        self.rpn_head = DepthwiseRPN(anchor_num, 256, 256)
+        super().__init__(siammask_spec(anchor_num))
         self.mask_head = MaskCorr(256, 256)
         self.refine_head = Refine()
 
@@ -117,10 +106,18 @@ def box_polygon(box: tuple[float, float, float, float]) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
 
 
-class SiamMaskTracker(SiamRPNppTracker):
-    """pysot ``SiamMaskTracker``: RPN box + refined mask and its rotated rectangle."""
+class SiamMaskTracker(SiamRPNTracker, MaskOutput):
+    """pysot ``SiamMaskTracker``: RPN box + refined mask and its rotated rectangle.
+
+    Not a :class:`~siam_tracking_ros.core.capabilities.GlobalSearch` tracker: it has no long-term mode.
+    """
 
     produces_mask = True
+
+    def enable_global_search(self, flag: bool = True) -> None:
+        """Refused (``ValueError``): for callers that still probe instead of checking the type."""
+        if flag:
+            raise ValueError(f"{self.name or type(self).__name__} has no long-term mode")
 
     def _mask_sub_box(self, decision: Decision, row: int, col: int) -> tuple[float, float, float, float]:
         """Frame region ``(x, y, side, side)`` that the refined mask of cell ``(row, col)`` covers."""
@@ -133,7 +130,7 @@ class SiamMaskTracker(SiamRPNppTracker):
                 s * cfg.exemplar_size, s * cfg.exemplar_size)
 
     def _track(self, frame: np.ndarray) -> TrackResult:
-        decision, outputs = self._decide(frame)
+        decision, outputs = self.decide(frame)
         size = decision.score_size
         _, row, col = np.unravel_index(decision.index, (self.config.anchor_num, size, size))
         if self.config.refine:

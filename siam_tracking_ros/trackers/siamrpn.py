@@ -14,14 +14,14 @@ probability of the chosen anchor. Box deltas are decoded with ``dw, dh`` clamped
 :class:`SiamRPNTracker` is the one RPN tracking loop of the package: ``siamrpn`` and ``siamdw``
 (rpn head) use it as is, ``dasiamrpn`` (distractors, growing search), ``c_rpn`` (cascade decoding),
 ``siamrpnpp`` (long-term switch) and ``siammask`` (mask of the chosen cell) subclass it. It runs
-any network whose ``search`` returns ``{"cls", "loc"}`` (:class:`RPNNet` is backbone + one head).
+any network whose ``search`` returns ``{"cls", "loc"}`` (:func:`rpn_spec`: backbone + one RPN head).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,18 +36,12 @@ from siam_tracking_ros.core.anchors import (
     generate_anchors,
     score_map_size,
 )
-from siam_tracking_ros.core.geometry import (
-    box_in_frame,
-    clip_box_xywh,
-    context_size,
-    cosine_window,
-    frame_mean,
-    scale_ratio_penalty,
-)
+from siam_tracking_ros.core.geometry import cosine_window, frame_mean
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, sequential_to_stages
-from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, UpChannelRPN
-from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
+from siam_tracking_ros.trackers.config_fields import AnchorFields, RPNDecisionFields, SearchFields
+from siam_tracking_ros.trackers.decision import DecisionLoop, Proposals
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
@@ -56,8 +50,9 @@ LOST_WINDOW_INFLUENCE = 0.001
 
 
 @dataclass
-class SiamRPNConfig:
-    """Architecture and tracking hyper-parameters (names as pysot's config)."""
+class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields):
+    """Architecture and tracking hyper-parameters (names as pysot's config); crop, anchor and
+    decision fields come from :mod:`~.config_fields`."""
 
     #: ``upchannel`` (SiamRPN paper / DaSiamRPN) or ``depthwise`` (pysot siamrpn_alex_dwxcorr)
     head: str = "upchannel"
@@ -65,90 +60,32 @@ class SiamRPNConfig:
     width_mult: float = 1.0
     #: channels of the correlation kernels (DaSiamRPN ``feature_out``; depthwise hidden width)
     hidden: int = 256
-    anchor_stride: int = 8
-    anchor_ratios: list[float] = field(default_factory=lambda: [0.33, 0.5, 1.0, 2.0, 3.0])
-    anchor_scales: list[float] = field(default_factory=lambda: [8.0])
-    exemplar_size: int = 127
-    instance_size: int = 255
-    base_size: int = 0
-    context_amount: float = 0.5
-    penalty_k: float = 0.16
-    window_influence: float = 0.40
-    lr: float = 0.30
-    min_size: float = 10.0
-
-    @property
-    def anchor_num(self) -> int:
-        """Anchors per score-map position ``K``."""
-        return len(self.anchor_ratios) * len(self.anchor_scales)
-
-    @property
-    def score_size(self) -> int:
-        """Side of the score map for ``instance_size`` (17 for 255, 19 for 271, 21 for 287)."""
-        return self.score_size_for(self.instance_size)
-
-    def score_size_for(self, instance_size: int) -> int:
-        """Side of the score map for a given search size."""
-        return score_map_size(instance_size, self.exemplar_size, self.anchor_stride, self.base_size)
-
-    def anchors_for(self, instance_size: int) -> np.ndarray:
-        """Anchors ``(K*S*S, 4)`` cxcywh relative to the crop centre for a given search size."""
-        return generate_anchors(self.score_size_for(instance_size), self.anchor_stride,
-                                self.anchor_ratios, self.anchor_scales)
 
 
-def make_rpn_head(kind: str, anchor_num: int, channels: int, hidden: int) -> nn.Module:
-    """``upchannel`` (:class:`UpChannelRPN`) or ``depthwise`` (:class:`DepthwiseRPN`) RPN head."""
-    if kind == "upchannel":
-        return UpChannelRPN(anchor_num, channels, hidden)
-    if kind == "depthwise":
-        return DepthwiseRPN(anchor_num, channels, hidden)
-    raise ValueError(f"unknown RPN head '{kind}' (upchannel|depthwise)")
+#: the RPN heads and the keyword that sets their hidden (kernel) width
+RPN_HEADS = {"upchannel": "hidden", "depthwise": "out_channels"}
 
 
-class RPNNet(nn.Module):
-    """A backbone + one RPN head. ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
+def rpn_spec(backbone: PartSpec, head: str, anchor_num: int, hidden: int,
+             template_features: bool = True) -> NetworkSpec:
+    """``backbone`` + the RPN head ``head`` (``upchannel|depthwise``) as attribute ``rpn_head``;
+    ``template`` returns ``(z_f, kernels)`` unless ``template_features`` is false."""
+    if head not in RPN_HEADS:
+        raise ValueError(f"unknown RPN head '{head}' ({'|'.join(RPN_HEADS)})")
+    return NetworkSpec(backbone, PartSpec(head, {"anchor_num": anchor_num, RPN_HEADS[head]: hidden}),
+                       head_kind="rpn", outputs=("cls", "loc"), head_name="rpn_head",
+                       template_features=template_features)
+
+
+class SiamRPNNet(SiameseNet):
+    """AlexNet + the RPN head ``config.head``; ``search`` returns ``{"cls": (B, 2K, S, S),
+    "loc": (B, 4K, S, S)}`` (plus ``"x_f"`` backbone features when asked)."""
 
     head_kind = "rpn"
 
-    def __init__(self, backbone: nn.Module, rpn_head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.rpn_head = rpn_head
-
-    def template(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``(z_f, head kernels)`` of BGR 0..255 template crops."""
-        z_f = self.backbone(z)
-        return z_f, self.rpn_head.template(z_f)
-
-    def search(self, features: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
-               return_features: bool = False) -> dict[str, torch.Tensor]:
-        """``{"cls", "loc"}`` (plus ``"x_f"`` backbone features when asked)."""
-        x_f = self.backbone(x)
-        cls, loc = self.rpn_head.search(features[1], x_f)
-        out = {"cls": cls, "loc": loc}
-        if return_features:
-            out["x_f"] = x_f
-        return out
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
-
-
-class SiamRPNNet(RPNNet):
-    """AlexNet + the RPN head ``config.head`` (see :class:`RPNNet`)."""
-
     def __init__(self, config: SiamRPNConfig) -> None:
-        backbone = AlexNet(pysot_alexnet(config.width_mult))
-        super().__init__(backbone, make_rpn_head(config.head, config.anchor_num,
-                                                 backbone.out_channels, config.hidden))
-
-
-def cast_features(features: Any, dtype: torch.dtype) -> Any:
-    """``features`` (tensor or nested tuples/lists of tensors) converted to ``dtype``."""
-    if isinstance(features, torch.Tensor):
-        return features.to(dtype)
-    return type(features)(cast_features(f, dtype) for f in features)
+        backbone = PartSpec("alexnet", {"width_mult": config.width_mult})
+        super().__init__(rpn_spec(backbone, config.head, config.anchor_num, config.hidden))
 
 
 class RPNGeometry(NamedTuple):
@@ -159,48 +96,12 @@ class RPNGeometry(NamedTuple):
     window: np.ndarray
 
 
-@dataclass
-class Proposals:
-    """All proposals of one frame, on the CPU, anchor-major.
-
-    ``boxes`` are cxcywh in search-crop pixels relative to the crop centre.
-    """
-
-    score: np.ndarray
-    boxes: np.ndarray
-    penalty: np.ndarray
-    pscore: np.ndarray
-
-
-@dataclass(frozen=True)
-class SearchRegion:
-    """Where one frame is searched: crop ``side`` (source pixels, rounded as the crop is) from
-    top-left ``origin``, resized to ``instance_size``; ``scale_z`` = exemplar size / ``s_z``."""
-
-    instance_size: int
-    side: float
-    origin: tuple[float, float]
-    scale_z: float
-
-
-@dataclass
-class Decision:
-    """The chosen proposal of one frame: ``box`` (source pixels, its part inside the frame), its
-    scores, its anchor-major ``index`` on the ``score_size`` map and the search ``region``."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    pscore: float
-    index: int
-    score_size: int
-    region: SearchRegion
-
-
-class SiamRPNTracker(SiameseTracker):
+class SiamRPNTracker(DecisionLoop):
     """Anchor-based tracking as in pysot's ``SiamRPNTracker`` (see module docstring).
 
-    Works with any network whose ``search`` returns ``{"cls", "loc"}`` and any config with the
-    anchor, crop and penalty fields of :class:`SiamRPNConfig`. pysot's long-term mode
+    The per-frame loop is :class:`~.decision.DecisionLoop`'s; this class decodes anchors. Works
+    with any network whose ``search`` returns ``{"cls", "loc"}`` and any config with the anchor,
+    crop and penalty fields of :class:`SiamRPNConfig`. pysot's long-term mode
     (``SiamRPNLTTracker``) is on when ``long_term`` is set and the config has
     ``lost_instance_size``, ``confidence_low`` and ``confidence_high``: below ``confidence_low``
     the state stays put and the target counts as lost; while lost a ``lost_instance_size`` region
@@ -208,16 +109,11 @@ class SiamRPNTracker(SiameseTracker):
     ``confidence_high``.
     """
 
-    supports_cuda_graphs = True
-
     def __init__(self, model: nn.Module, config: Any, device: torch.device) -> None:
         super().__init__(model, config, device)
         self._geometry: dict[int, RPNGeometry] = {}
-        self.instance_size: int = config.instance_size
         self.long_term = bool(getattr(config, "long_term", False))
         self._lost = False
-        self.features: Any = None
-        self._features_dtype = self.dtype
         self.geometry(config.instance_size)
 
     def geometry(self, instance_size: int) -> RPNGeometry:
@@ -231,17 +127,14 @@ class SiamRPNTracker(SiameseTracker):
                                                         window)
         return self._geometry[instance_size]
 
+    def proposal_geometry(self, instance_size: int) -> tuple[int, np.ndarray]:
+        geometry = self.geometry(instance_size)
+        return geometry.score_size, geometry.window
+
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
-        cfg = self.config
-        x, y, w, h = box
-        self.center = np.array([x + w / 2, y + h / 2])
-        self.size = np.array([w, h], dtype=np.float64)
         image = self.upload(frame)
         self.avg_color = frame_mean(image).clone()
-        s_z = context_size(w, h, cfg.context_amount)
-        z = self.crop(image, self.center, s_z, cfg.exemplar_size, self.avg_color)
-        self.features = self.template_pass(z.to(self.dtype))
-        self._features_dtype = self.dtype
+        self.start(image, box)
         self._lost = False
         self.instance_size = self._initial_instance_size(frame.shape)
         self.geometry(self.instance_size)
@@ -253,41 +146,19 @@ class SiamRPNTracker(SiameseTracker):
         """True while pysot's long-term mode has lost the target."""
         return self.long_term and self._lost
 
-    def _search_size(self) -> int:
-        """Side of the resized search crop for the next frame."""
+    def search_size(self) -> int:
         return self.config.lost_instance_size if self._searching_globally() else self.instance_size
 
-    def _window_influence(self) -> float:
-        """Weight of the cosine window in the proposal ranking for the next frame."""
+    def window_influence(self) -> float:
         return LOST_WINDOW_INFLUENCE if self._searching_globally() else self.config.window_influence
 
-    def search_region(self) -> SearchRegion:
-        """The search crop of the next frame around the current state."""
-        cfg = self.config
-        s_z = context_size(*self.size, cfg.context_amount)
-        instance = self._search_size()
-        side = float(round(s_z * instance / cfg.exemplar_size))
-        origin = (self.center[0] - side / 2.0, self.center[1] - side / 2.0)
-        return SearchRegion(instance, side, origin, cfg.exemplar_size / s_z)
-
-    def _search(self, frame: np.ndarray, region: SearchRegion, return_features: bool = False
-                ) -> dict[str, torch.Tensor]:
-        """Run the network on the search crop of ``region``."""
-        if self._features_dtype != self.dtype:  # half() was called after init
-            self.features = cast_features(self.features, self.dtype)
-            self._features_dtype = self.dtype
-        image = self.upload(frame)
-        x = self.crop(image, self.center, region.side, region.instance_size, self.avg_color)
-        if return_features:  # only networks that offer them (e.g. for DaSiamRPN's distractors)
-            return self.search_pass(self.features, x.to(self.dtype), return_features=True)
-        return self.search_pass(self.features, x.to(self.dtype))
-
-    def decode(self, out: Mapping[str, torch.Tensor], anchors: torch.Tensor
+    def decode(self, out: Mapping[str, torch.Tensor], instance_size: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-anchor ``(score, boxes cxcywh in the search crop, valid)`` of the network output.
 
         ``dw, dh`` are clamped to ``±MAX_LOG_SCALE``; NaN/inf become 0 (boxes keep a minimum size).
         """
+        anchors = self.geometry(instance_size).anchors
         score = torch.nan_to_num(foreground_probability(out["cls"].float())[0], nan=0.0)
         boxes = decode_deltas(flatten_loc(out["loc"].float())[0], anchors, MAX_LOG_SCALE)
         boxes = torch.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
@@ -297,48 +168,16 @@ class SiamRPNTracker(SiameseTracker):
 
     def proposals(self, out: Mapping[str, torch.Tensor], scale_z: float,
                   instance_size: int | None = None) -> Proposals:
-        """Decode, penalise and window every anchor of the network output (invalid ones: -1).
+        """Decode, penalise and window every anchor (``instance_size``: default the next one)."""
+        return super().proposals(out, scale_z, self.search_size() if instance_size is None else instance_size)
 
-        ``instance_size`` is the search size ``out`` comes from (default: the current one).
-        """
-        cfg = self.config
-        geometry = self.geometry(self._search_size() if instance_size is None else instance_size)
-        score_np, boxes_np, valid = self.decode(out, geometry.anchors)
-        target = self.size * scale_z
-        penalty = scale_ratio_penalty(boxes_np[:, 2], boxes_np[:, 3], target[0], target[1], cfg.penalty_k)
-        influence = self._window_influence()
-        pscore = penalty * score_np * (1 - influence) + geometry.window * influence
-        return Proposals(score_np, boxes_np, penalty, np.where(valid, pscore, -1.0))
+    def accept(self, score: float) -> bool:
+        return not self.long_term or score >= self.config.confidence_low
 
-    def update_state(self, props: Proposals, best: int, scale_z: float,
-                     frame_shape: tuple[int, ...], move: bool = True) -> tuple[float, float, float, float]:
-        """Move the target towards proposal ``best`` (unless ``move`` is false) and clip it to the
-        frame; returns the new ``(cx, cy, w, h)``."""
-        cfg = self.config
-        if move:
-            box = props.boxes[best] / scale_z
-            lr = props.penalty[best] * props.score[best] * cfg.lr
-            self.center = self.center + box[:2]
-            self.size = self.size * (1 - lr) + box[2:] * lr
-        state = clip_box_xywh(*self.center, *self.size, frame_shape, cfg.min_size)
-        self.center, self.size = np.array(state[:2]), np.array(state[2:])
-        return state
-
-    def _decide(self, frame: np.ndarray) -> tuple[Decision, dict[str, torch.Tensor]]:
-        """One tracking step on ``frame``: updates the state, returns the choice and the outputs."""
-        cfg = self.config
-        region = self.search_region()
-        out = self._search(frame, region)
-        props = self.proposals(out, region.scale_z, instance_size=region.instance_size)
-        best = int(np.argmax(props.pscore))
-        score = float(props.score[best])
-        confident = not self.long_term or score >= cfg.confidence_low
-        cx, cy, w, h = self.update_state(props, best, region.scale_z, frame.shape, move=confident)
+    def after_update(self, props: Proposals, best: int, moved: bool, out: Mapping[str, torch.Tensor]
+                     ) -> None:
         if self.long_term:
-            self._update_lost(score)
-        decision = Decision(box_in_frame(cx, cy, w, h, frame.shape), score, float(props.pscore[best]),
-                            best, self.geometry(region.instance_size).score_size, region)
-        return decision, out
+            self._update_lost(float(props.score[best]))
 
     def _update_lost(self, score: float) -> None:
         if score < self.config.confidence_low:
@@ -347,7 +186,7 @@ class SiamRPNTracker(SiameseTracker):
             self._lost = False
 
     def _track(self, frame: np.ndarray) -> TrackResult:
-        decision, _ = self._decide(frame)
+        decision, _ = self.decide(frame)
         return TrackResult(decision.box, decision.score,
                            extra={"pscore": decision.pscore, "instance_size": decision.region.instance_size,
                                   "lost": self._lost})

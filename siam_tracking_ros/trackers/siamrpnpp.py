@@ -15,75 +15,90 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from siam_tracking_ros.models.backbones.alexnet import SEQUENTIAL_INDICES, AlexNet, pysot_alexnet
-from siam_tracking_ros.models.backbones.mobilenetv2 import MobileNetV2
-from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
-from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, MultiRPN
-from siam_tracking_ros.models.necks.adjust import AdjustAllLayer
+from siam_tracking_ros.core.capabilities import GlobalSearch
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.backbones.alexnet import SEQUENTIAL_INDICES
+from siam_tracking_ros.trackers.config_fields import (
+    AnchorFields,
+    PresetFields,
+    RPNDecisionFields,
+    SearchFields,
+)
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker
+from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker, rpn_spec
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 BACKBONES = ("resnet50", "mobilenetv2", "alexnet")
 
-#: pysot's per-model values for the fields a config leaves at ``None``
-PRESETS: dict[str, dict[str, Any]] = {
-    "resnet50": {"rpn_weighted": True, "instance_size": 255, "base_size": 8,
-                 "penalty_k": 0.05, "window_influence": 0.42, "lr": 0.38},
-    "mobilenetv2": {"rpn_weighted": False, "instance_size": 255, "base_size": 8,
-                    "penalty_k": 0.04, "window_influence": 0.4, "lr": 0.5},
-    "alexnet": {"rpn_weighted": False, "instance_size": 287, "base_size": 0,
-                "penalty_k": 0.16, "window_influence": 0.40, "lr": 0.30},
-}
-
-
 @dataclass
-class SiamRPNppConfig:
+class SiamRPNppConfig(PresetFields, SearchFields, AnchorFields, RPNDecisionFields):
     """Architecture and tracking hyper-parameters (pysot names, lower case).
 
-    Fields left at ``None`` take pysot's value for ``backbone`` (see :data:`PRESETS`).
+    Fields left at ``None`` take the values of the preset named ``preset``, by default the one
+    named after ``backbone`` (pysot's per-model values, :attr:`PRESETS`).
     """
 
-    backbone: str = "resnet50"
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "resnet50": {"backbone": "resnet50", "rpn_weighted": True, "instance_size": 255, "base_size": 8,
+                     "penalty_k": 0.05, "window_influence": 0.42, "lr": 0.38},
+        "mobilenetv2": {"backbone": "mobilenetv2", "rpn_weighted": False, "instance_size": 255,
+                        "base_size": 8, "penalty_k": 0.04, "window_influence": 0.4, "lr": 0.5},
+        "alexnet": {"backbone": "alexnet", "rpn_weighted": False, "instance_size": 287, "base_size": 0,
+                    "penalty_k": 0.16, "window_influence": 0.40, "lr": 0.30},
+    }
+
+    backbone: str | None = None  # type: ignore[assignment]
     adjust_channels: int = 256
     rpn_weighted: bool | None = None
-    anchor_stride: int = 8
-    anchor_ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
-    anchor_scales: tuple[float, ...] = (8.0,)
-    exemplar_size: int = 127
-    instance_size: int | None = None
-    base_size: int | None = None
-    context_amount: float = 0.5
-    penalty_k: float | None = None
-    window_influence: float | None = None
-    lr: float | None = None
-    min_size: float = 10.0
+    instance_size: int | None = None  # type: ignore[assignment]
+    base_size: int | None = None  # type: ignore[assignment]
+    penalty_k: float | None = None  # type: ignore[assignment]
+    window_influence: float | None = None  # type: ignore[assignment]
+    lr: float | None = None  # type: ignore[assignment]
     long_term: bool = False
     lost_instance_size: int = 831
     confidence_low: float = 0.85
     confidence_high: float = 0.998
 
-    def __post_init__(self) -> None:
-        if self.backbone not in PRESETS:
+    def default_preset(self) -> str:
+        """The preset of the chosen backbone (``resnet50`` when none is chosen)."""
+        if self.backbone is not None and self.backbone not in self.PRESETS:
             raise ValueError(f"unknown backbone '{self.backbone}'; valid: {', '.join(BACKBONES)}")
-        for key, value in PRESETS[self.backbone].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        self.anchor_ratios = tuple(float(r) for r in self.anchor_ratios)
-        self.anchor_scales = tuple(float(s) for s in self.anchor_scales)
-
-    @property
-    def anchor_num(self) -> int:
-        """Anchors per score-map cell."""
-        return len(self.anchor_ratios) * len(self.anchor_scales)
+        return self.backbone or "resnet50"
 
 
-class SiamRPNppNet(nn.Module):
+#: pysot's per-model values (the presets of :class:`SiamRPNppConfig`)
+PRESETS = SiamRPNppConfig.PRESETS
+
+
+#: backbone specs (pysot's) of the three SiamRPN++ models
+BACKBONE_SPECS: dict[str, PartSpec] = {
+    "resnet50": PartSpec("resnet50", {"used_layers": (2, 3, 4)}),
+    "mobilenetv2": PartSpec("mobilenetv2", {"width_mult": 1.4, "used_layers": (3, 5, 7)}),
+    "alexnet": PartSpec("alexnet", {"width_mult": 1.0}),
+}
+
+
+def siamrpnpp_spec(backbone: str = "resnet50", adjust_channels: int = 256, weighted: bool = True,
+                   anchor_num: int = 5) -> NetworkSpec:
+    """pysot's SiamRPN++: multi-level backbone + adjust neck + ``multi_rpn``; AlexNet: one
+    depthwise RPN, no neck."""
+    if backbone not in BACKBONE_SPECS:
+        raise ValueError(f"unknown backbone '{backbone}'; valid: {', '.join(BACKBONES)}")
+    if backbone == "alexnet":
+        return rpn_spec(BACKBONE_SPECS[backbone], "depthwise", anchor_num, 256, template_features=False)
+    levels = len(BACKBONE_SPECS[backbone].kwargs["used_layers"])
+    neck = PartSpec("adjust", {"out_channels": [adjust_channels] * levels})
+    head = PartSpec("multi_rpn", {"anchor_num": anchor_num, "weighted": weighted})
+    return NetworkSpec(BACKBONE_SPECS[backbone], head, neck=neck, head_kind="rpn", outputs=("cls", "loc"),
+                       head_name="rpn_head")
+
+
+class SiamRPNppNet(SiameseNet):
     """Backbone + adjust layers + depthwise RPN heads; float BGR 0..255 in, ``{"cls", "loc"}`` out.
 
     ``template`` returns the heads' adapted template kernels, so per frame only the search
@@ -94,46 +109,14 @@ class SiamRPNppNet(nn.Module):
 
     def __init__(self, backbone: str = "resnet50", adjust_channels: int = 256,
                  weighted: bool = True, anchor_num: int = 5) -> None:
-        super().__init__()
-        self.neck: AdjustAllLayer | None = None
-        self.rpn_head: nn.Module
-        if backbone == "alexnet":
-            self.backbone = AlexNet(pysot_alexnet(1.0))
-            self.rpn_head = DepthwiseRPN(anchor_num, self.backbone.out_channels, 256)
-            return
-        if backbone == "resnet50":
-            self.backbone = DilatedResNet50((2, 3, 4))
-        elif backbone == "mobilenetv2":
-            self.backbone = MobileNetV2(1.4, (3, 5, 7))
-        else:
-            raise ValueError(f"unknown backbone '{backbone}'; valid: {', '.join(BACKBONES)}")
-        levels = len(self.backbone.channels)
-        self.neck = AdjustAllLayer(self.backbone.channels, [adjust_channels] * levels)
-        self.rpn_head = MultiRPN(anchor_num, [adjust_channels] * levels, weighted)
-
-    def features(self, image: torch.Tensor, template: bool) -> Any:
-        """Backbone (+ adjust) features; templates get the centre crop."""
-        feats = self.backbone(image)
-        return feats if self.neck is None else self.neck(feats, crop=template)
-
-    def template(self, z: torch.Tensor) -> Any:
-        return self.rpn_head.template(self.features(z, template=True))
-
-    def search(self, features: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        cls, loc = self.rpn_head.search(features, self.features(x, template=False))
-        return {"cls": cls, "loc": loc}
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
+        super().__init__(siamrpnpp_spec(backbone, adjust_channels, weighted, anchor_num))
 
 
-class SiamRPNppTracker(SiamRPNTracker):
+class SiamRPNppTracker(SiamRPNTracker, GlobalSearch):
     """:class:`SiamRPNTracker` that offers pysot's long-term mode as :meth:`enable_global_search`."""
 
     def enable_global_search(self, flag: bool = True) -> None:
         """Switch pysot's long-term mode: search a larger region while the target seems lost."""
-        if flag and not hasattr(self.config, "lost_instance_size"):
-            raise ValueError(f"{self.name or type(self).__name__} has no long-term mode")
         self.long_term = bool(flag)
         if not flag:
             self._lost = False

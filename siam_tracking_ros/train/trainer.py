@@ -483,8 +483,8 @@ class Trainer:
             val = self.config.validation
             exported = self.export(self.out / "export" / "latest.safetensors")
             sequences = load_validation_sequences(_need(val.root, "root", "validation"), val.sequences)
-            device = "cuda" if self.device.type == "cuda" else "cpu"
-            scores = validate_weights(self.config.variant, exported, sequences, device, val.max_frames)
+            scores = validate_weights(self.config.variant, exported, sequences, str(self.device),
+                                      val.max_frames)  # the training device (cuda:1 stays cuda:1)
             self.val_log.write({"step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 1),
                                 **{f"auc_{k}": round(v, 4) for k, v in scores.items()}})
             if self.board is not None:

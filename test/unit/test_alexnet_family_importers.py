@@ -153,9 +153,8 @@ OFFICIAL_DASIAMRPN_SHAPES = {
 @pytest.mark.parametrize("preset", ["SiamRPNBIG", "SiamRPNVOT"])
 def test_dasiamrpn_official_shapes_fit(preset: str) -> None:
     """Official key names and shapes map onto the network the preset builds (no weights needed)."""
-    from siam_tracking_ros.trackers.dasiamrpn import OFFICIAL_PRESETS
-
-    arch = {k: OFFICIAL_PRESETS[preset][k] for k in ("width_mult", "hidden")}
+    presets = DaSiamRPNConfig.PRESETS[preset.removeprefix("SiamRPN").lower()]
+    arch = {k: presets[k] for k in ("width_mult", "hidden")}
     with torch.device("meta"):
         ours = SiamRPNNet(DaSiamRPNConfig(**arch))  # type: ignore[arg-type]
     own = ours.state_dict()

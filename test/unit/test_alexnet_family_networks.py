@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siam_tracking_ros.core.anchors import generate_anchors
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, pysot_alexnet, siamfc_alexnet
 from siam_tracking_ros.models.heads.fc import FCHead
 from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, MultiRPN, UpChannelRPN
@@ -166,5 +167,7 @@ def test_siamrpn_net_geometry_follows_config(head: str) -> None:
         out = net(torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 287, 287) * 255)
     assert config.score_size == 21 and config.anchor_num == 5
     assert out["cls"].shape == (1, 10, 21, 21) and out["loc"].shape == (1, 20, 21, 21)
-    assert config.anchors_for(287).shape == (5 * 21 * 21, 4)
+    anchors = generate_anchors(config.score_size_for(287), config.anchor_stride, config.anchor_ratios,
+                               config.anchor_scales)
+    assert anchors.shape == (5 * 21 * 21, 4)
     assert SiamRPNNet.head_kind == "rpn"

@@ -145,7 +145,7 @@ def test_rasnet_search_is_weighted_xcorr() -> None:
     x = torch.rand(1, 3, 159, 159) * 255
     with torch.no_grad():
         exemplar, search = net.features(z), net.features(x)
-        gamma, beta = net.attention(exemplar)
+        gamma, beta = net.attention.maps(exemplar)
         expected = net.head.adjust(weighted_xcorr(search, exemplar, gamma, beta))
         torch.testing.assert_close(net(z, x)["score"], expected)
 

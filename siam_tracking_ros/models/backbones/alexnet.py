@@ -52,16 +52,21 @@ _STRIDES = (2, 1, 1, 1, 1)
 
 
 class AlexNet(nn.Module):
-    """Stride-8 AlexNet feature extractor; ``forward(x (B,3,H,W)) -> (B, widths[-1], h, w)``."""
+    """Stride-8 AlexNet feature extractor; ``forward(x (B,3,H,W)) -> (B, widths[-1], h, w)``.
 
-    stride = 8
+    ``depth < 5`` builds only stages ``conv1 .. conv{depth}`` (stride 4 after conv1).
+    """
 
-    def __init__(self, layout: AlexNetLayout | None = None) -> None:
+    def __init__(self, layout: AlexNetLayout | None = None, depth: int = 5) -> None:
         super().__init__()
         self.layout = layout or pysot_alexnet()
-        self.out_channels = self.layout.widths[-1]
+        if not 1 <= depth <= len(self.layout.widths):
+            raise ValueError(f"AlexNet depth must be 1..{len(self.layout.widths)}, got {depth}")
+        self.depth = depth
+        self.stride = alexnet_stride(depth)
+        self.out_channels = self.layout.widths[depth - 1]
         in_channels = 3
-        for index, width in enumerate(self.layout.widths):
+        for index, width in enumerate(self.layout.widths[:depth]):
             self.add_module(f"conv{index + 1}", self._stage(index, in_channels, width))
             in_channels = width
 
@@ -78,9 +83,13 @@ class AlexNet(nn.Module):
             layers.append(nn.MaxPool2d(3, 2))
         return nn.Sequential(*layers)
 
+    def __len__(self) -> int:
+        """Number of stages built (``depth``)."""
+        return self.depth
+
     def stages(self) -> Sequence[nn.Sequential]:
         """``conv1`` ... ``conv5``."""
-        return [getattr(self, f"conv{i + 1}") for i in range(len(self.layout.widths))]
+        return [getattr(self, f"conv{i + 1}") for i in range(self.depth)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages():
@@ -132,6 +141,25 @@ def stage_outputs(backbone: AlexNet, image: torch.Tensor, names: tuple[str, ...]
         if index in wanted:
             found[wanted[index]] = x
     return [found[n] for n in names]
+
+
+class AlexNetLevels(nn.Module):
+    """AlexNet returning ``[conv5, conv4, conv3][:levels]`` (deepest first)."""
+
+    def __init__(self, width_mult: float = 1.0, levels: int = 3) -> None:
+        super().__init__()
+        self.alexnet = AlexNet(pysot_alexnet(width_mult))
+        self.levels = levels
+        self.stride = self.alexnet.stride
+        widths = self.alexnet.layout.widths
+        self.channels = tuple(widths[4 - i] for i in range(levels))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for stage in self.alexnet.stages():
+            x = stage(x)
+            outputs.append(x)
+        return [outputs[4 - i] for i in range(self.levels)]
 
 
 #: index of each stage's conv and batch norm inside pysot's ``features`` / DaSiamRPN's

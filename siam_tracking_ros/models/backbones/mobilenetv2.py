@@ -54,6 +54,9 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     """pysot ``mobilenetv2(width_mult, used_layers)``: returns the maps of ``used_layers``."""
 
+    #: output stride (the late stages are dilated)
+    stride = 8
+
     def __init__(self, width_mult: float = 1.4, used_layers: Sequence[int] = (3, 5, 7)) -> None:
         super().__init__()
         used = tuple(int(i) for i in used_layers)

@@ -83,6 +83,9 @@ class DilatedResNet50(nn.Module):
     so ``used_layers=(0, 1, 2, 3)`` (SiamMask) has no ``layer4`` parameters.
     """
 
+    #: output stride (the late stages are dilated)
+    stride = 8
+
     def __init__(self, used_layers: Sequence[int] = (2, 3, 4)) -> None:
         super().__init__()
         used = tuple(int(i) for i in used_layers)

@@ -68,11 +68,25 @@ class RASNetAttention(nn.Module):
         up = F.interpolate(coarse, size=z.shape[-2:], mode="bilinear", align_corners=False)
         return self.decode(up)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def maps(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exemplar features ``(B, C, h, w)`` -> ``(γ (B, 1, h, w), β (B, C))``."""
         spatial = self.general + self.residual(z)
         channel = torch.sigmoid(self.channel_mlp(z.mean(dim=(2, 3))))
         return spatial, channel
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.maps(z)
+
+
+class AttentionWeightedTemplate(RASNetAttention):
+    """RASNet's template transform: exemplar features weighted by their attention, ``β_c γ_ij z_cij``."""
+
+    def __init__(self, in_channels: int, template_size: int, hidden: int = 64, reduction: int = 4) -> None:
+        super().__init__(in_channels, template_size, hidden, reduction)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        spatial, channel = self.maps(z)
+        return z * spatial * channel[:, :, None, None]
 
 
 def grid_edges(size: int, inner: int) -> list[int]:

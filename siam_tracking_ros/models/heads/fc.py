@@ -30,3 +30,11 @@ class FCHead(nn.Module):
         if z_f.shape[0] != x_f.shape[0]:
             z_f = z_f.expand(x_f.shape[0], -1, -1, -1)
         return self.adjust(xcorr_plain(x_f, z_f))
+
+    def template(self, z_f: torch.Tensor) -> torch.Tensor:
+        """The template features are the correlation kernel."""
+        return z_f
+
+    def search(self, kernel: torch.Tensor, x_f: torch.Tensor) -> torch.Tensor:
+        """Score map of search features ``x_f`` against ``kernel`` (see :meth:`forward`)."""
+        return self(kernel, x_f)

@@ -121,6 +121,7 @@ def make_objective(kind: str, geometry: HeadGeometry, **options: Any) -> Objecti
 
 # --- geometry from a variant's config and network -------------------------------------------------
 
+#: where networks that do not declare ``stride`` (NanoTrack, DSiam, SA-Siam, SINT) keep it in their config
 _STRIDE_FIELDS = ("stride", "total_stride", "point_stride", "anchor_stride", "score_stride")
 _SCORE_FIELDS = ("score_size", "output_size")
 _RATIO_FIELDS = ("anchor_ratios", "ratios")
@@ -148,18 +149,28 @@ def probe_outputs(model: nn.Module, exemplar_size: int, instance_size: int,
     return {k: tuple(v.shape) for k, v in out.items() if isinstance(v, torch.Tensor)}
 
 
+def network_stride(model: nn.Module | None, config: Any) -> int:
+    """The score map's stride: the network's ``stride`` (assembled networks declare it), else the
+    config's stride field for networks that do not."""
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, int):
+        return stride
+    return int(_first_attr(config, _STRIDE_FIELDS, 8))
+
+
 def geometry_from(config: Any, model: nn.Module | None = None, device: torch.device | str = "cpu",
                   **overrides: Any) -> HeadGeometry:
     """Head geometry from a variant's config dataclass, the score size checked on the network.
 
-    Reads ``exemplar_size``, ``instance_size``, a stride field, ``score_size``/``output_size`` and
-    anchor ratios/scales when the config has them. With ``model`` the score size is taken from
-    one forward pass (the authority); ``overrides`` win over both.
+    Reads ``exemplar_size``, ``instance_size``, the stride (:func:`network_stride`),
+    ``score_size``/``output_size`` and anchor ratios/scales when the config has them. With
+    ``model`` the score size is taken from one forward pass (the authority); ``overrides`` win
+    over both.
     """
     values: dict[str, Any] = {
         "exemplar_size": int(getattr(config, "exemplar_size", 127)),
         "instance_size": int(getattr(config, "instance_size", 255)),
-        "stride": int(_first_attr(config, _STRIDE_FIELDS, 8)),
+        "stride": network_stride(model, config),
         "score_size": int(_first_attr(config, _SCORE_FIELDS, 17)),
         "ratios": tuple(float(r) for r in _first_attr(config, _RATIO_FIELDS, HeadGeometry.ratios)),
         "scales": tuple(float(s) for s in _first_attr(config, _SCALE_FIELDS, HeadGeometry.scales)),

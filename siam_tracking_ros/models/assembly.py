@@ -1,0 +1,213 @@
+"""Siamese networks assembled from specs: backbone -> neck? -> template transform? -> head.
+
+A :class:`NetworkSpec` names each part by a registered type plus keyword arguments
+(:class:`PartSpec`); :class:`SiameseNet` builds and runs them:
+
+- ``features(image, template)`` = ``neck(backbone(image), crop=template)`` (BGR 0..255 in; flipped
+  to RGB first when ``input_rgb``),
+- ``template(z)`` = ``head.template(transform(features(z)))``, computed once per target,
+- ``search(kernels, x)`` = ``head.search(kernels, features(x))`` as a dict (tuple outputs are named
+  by ``spec.outputs``),
+- ``stride``: the score map's stride (the backbone's), read by training.
+
+Parts are registered with :func:`register_part` (``kind`` = ``backbone | neck | transform | head``);
+heads and necks get the channels of what feeds them as ``in_channels`` when their factory takes
+it. A variant that only changes the head registers its head and writes a spec: see
+docs/ARCHITECTURE.md ("Add a variant").
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from siam_tracking_ros.models.backbones.alexnet import AlexNet, AlexNetLevels, pysot_alexnet, siamfc_alexnet
+from siam_tracking_ros.models.backbones.cir_resnet import CIResNet22
+from siam_tracking_ros.models.backbones.mobilenetv2 import MobileNetV2
+from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
+from siam_tracking_ros.models.heads.attention import AttentionWeightedTemplate
+from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN
+from siam_tracking_ros.models.heads.cf_layer import CorrelationFilterLayer
+from siam_tracking_ros.models.heads.fc import FCHead
+from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, MultiRPN, UpChannelRPN
+from siam_tracking_ros.models.necks.adjust import AdjustAllLayer
+
+KINDS = ("backbone", "neck", "transform", "head")
+PartFactory = Callable[..., nn.Module]
+_PARTS: dict[str, dict[str, PartFactory]] = {kind: {} for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One part: its registered ``type`` and the keyword arguments of its factory."""
+
+    type: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A whole Siamese network; ``*_name`` are the attributes (state-dict prefixes) of the parts."""
+
+    backbone: PartSpec
+    head: PartSpec
+    neck: PartSpec | None = None
+    transform: PartSpec | None = None
+    #: training objective family (``fc``, ``rpn``, ``cascade_rpn``, ...)
+    head_kind: str = "fc"
+    #: names of a head's tuple outputs (a head returning a dict keeps its keys)
+    outputs: tuple[str, ...] = ("score",)
+    head_name: str = "head"
+    transform_name: str = "transform"
+    #: the network was trained on RGB crops (siamfc-pytorch); frames arrive BGR
+    input_rgb: bool = False
+    #: ``template`` returns ``(template features, head kernels)`` (DaSiamRPN's distractor windows)
+    template_features: bool = False
+
+
+def register_part(kind: str, name: str) -> Callable[[PartFactory], PartFactory]:
+    """Decorator: make ``factory(**kwargs) -> nn.Module`` available as part ``name`` of ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown part kind '{kind}'; valid: {', '.join(KINDS)}")
+
+    def decorate(factory: PartFactory) -> PartFactory:
+        if _PARTS[kind].get(name, factory) is not factory:
+            raise ValueError(f"{kind} '{name}' is registered twice")
+        _PARTS[kind][name] = factory
+        return factory
+
+    return decorate
+
+
+def list_parts(kind: str) -> list[str]:
+    """Registered part names of one kind, sorted."""
+    return sorted(_PARTS[kind])
+
+
+def build_part(kind: str, spec: PartSpec, in_channels: Any = None) -> nn.Module:
+    """Build one part; ``in_channels`` is passed when the factory takes it and the spec does not."""
+    if spec.type not in _PARTS[kind]:
+        raise ValueError(f"unknown {kind} '{spec.type}'; valid: {', '.join(list_parts(kind))}")
+    factory = _PARTS[kind][spec.type]
+    kwargs = dict(spec.kwargs)
+    if in_channels is not None and "in_channels" not in kwargs \
+            and "in_channels" in inspect.signature(factory).parameters:
+        kwargs["in_channels"] = in_channels
+    return factory(**kwargs)
+
+
+def out_channels(module: nn.Module, default: Any = None) -> Any:
+    """Output channels a part declares (``out_channels`` or ``channels``), else ``default``."""
+    for name in ("out_channels", "channels"):
+        value = getattr(module, name, None)
+        if value is not None:
+            return tuple(value) if isinstance(value, list | tuple) else value
+    return default
+
+
+class SiameseNet(nn.Module):
+    """The network of a :class:`NetworkSpec` (see the module docstring).
+
+    A subclass may declare ``head_kind`` as class data (read without building); it must match
+    its spec's.
+    """
+
+    head_kind: str = ""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        declared = type(self).head_kind
+        if declared and declared != spec.head_kind:
+            raise ValueError(f"{type(self).__name__} declares head_kind '{declared}', its spec "
+                             f"'{spec.head_kind}'")
+        self.spec = spec
+        self.head_kind = spec.head_kind
+        self.input_rgb = spec.input_rgb
+        self.backbone = build_part("backbone", spec.backbone)
+        channels = out_channels(self.backbone)
+        self.neck: nn.Module | None = None
+        if spec.neck is not None:
+            self.neck = build_part("neck", spec.neck, channels)
+            channels = out_channels(self.neck, spec.neck.kwargs.get("out_channels", channels))
+        self._transform_name = spec.transform_name if spec.transform is not None else ""
+        if spec.transform is not None:
+            self.add_module(spec.transform_name, build_part("transform", spec.transform, channels))
+        self.add_module(spec.head_name, build_part("head", spec.head, channels))
+        self._head_name = spec.head_name
+
+    @property
+    def stride(self) -> int:
+        """Stride of the score map in search-crop pixels (the backbone's)."""
+        return int(getattr(self.backbone, "stride", 8))
+
+    @property
+    def head_module(self) -> nn.Module:
+        """The head part (attribute ``spec.head_name``)."""
+        return getattr(self, self._head_name)
+
+    def features(self, image: torch.Tensor, template: bool = False) -> Any:
+        """Backbone (+ neck) features of BGR 0..255 crops; templates get the neck's centre crop."""
+        feats = self.backbone(image.flip(1) if self.input_rgb else image)
+        return feats if self.neck is None else self.neck(feats, crop=template)
+
+    def template(self, z: torch.Tensor) -> Any:
+        """Head kernels of template crops (once per target)."""
+        feats = self.features(z, template=True)
+        if self._transform_name:
+            feats = getattr(self, self._transform_name)(feats)
+        kernels = self.head_module.template(feats)
+        return (feats, kernels) if self.spec.template_features else kernels
+
+    def search(self, features: Any, x: torch.Tensor, return_features: bool = False) -> dict[str, Any]:
+        """Head outputs for search crops (plus ``"x_f"``, the first feature level, when asked)."""
+        x_f = self.features(x)
+        out = self.head_module.search(features[1] if self.spec.template_features else features, x_f)
+        out = dict(out) if isinstance(out, Mapping) else dict(zip(self.spec.outputs, _as_tuple(out),
+                                                                  strict=True))
+        if return_features:
+            out["x_f"] = x_f if isinstance(x_f, torch.Tensor) else x_f[0]
+        return out
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, Any]:
+        return self.search(self.template(z), x)
+
+
+def _as_tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, tuple | list) else (value,)
+
+
+# --- the stock parts ------------------------------------------------------------------------------
+
+
+@register_part("backbone", "alexnet")
+def alexnet_backbone(layout: str = "pysot", width_mult: float = 1.0, depth: int = 5) -> AlexNet:
+    """AlexNet (``layout = siamfc|pysot``, see :mod:`..backbones.alexnet`), cut after ``depth``."""
+    if layout not in ("siamfc", "pysot"):
+        raise ValueError(f"unknown backbone '{layout}' (siamfc|pysot)")
+    return AlexNet(siamfc_alexnet() if layout == "siamfc" else pysot_alexnet(width_mult), depth)
+
+
+@register_part("head", "cascade_rpn")
+def cascade_rpn_head(in_channels: tuple[int, ...], anchor_num: int = 5, hidden: int = 256) -> CascadeRPN:
+    """C-RPN's cascade over backbone levels (deepest first)."""
+    return CascadeRPN(in_channels, anchor_num, hidden)
+
+
+register_part("backbone", "alexnet_levels")(AlexNetLevels)
+register_part("backbone", "resnet50")(DilatedResNet50)
+register_part("backbone", "mobilenetv2")(MobileNetV2)
+register_part("backbone", "cir_resnet22")(CIResNet22)
+register_part("neck", "adjust")(AdjustAllLayer)
+register_part("transform", "rasnet_attention")(AttentionWeightedTemplate)
+register_part("transform", "correlation_filter")(CorrelationFilterLayer)
+register_part("head", "upchannel")(UpChannelRPN)
+register_part("head", "depthwise")(DepthwiseRPN)
+register_part("head", "multi_rpn")(MultiRPN)
+register_part("head", "fc")(FCHead)
+
+__all__ = ["NetworkSpec", "PartSpec", "SiameseNet", "build_part", "list_parts", "register_part"]

@@ -1,0 +1,128 @@
+"""Config field groups declared once and shared by the variants' config dataclasses.
+
+A variant's config inherits the groups it uses and overrides defaults only:
+
+- :class:`SearchFields`: crop sizes, context, minimum size, cosine-window influence (every variant),
+- :class:`AnchorFields`: anchor stride/ratios/scales and the score map they give (RPN family),
+- :class:`RPNDecisionFields`: the RPN decision loop's scale/ratio penalty and size rate,
+- :class:`FCSearchFields`: SiamFC's multi-scale search (SiamFC family, SiamDW-FC),
+- :class:`PresetFields`: named presets filling the fields left at ``None`` (one mechanism).
+
+``__post_init__`` is cooperative: every group calls ``super().__post_init__()``. Registers nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from siam_tracking_ros.core.anchors import score_map_size
+
+
+@dataclass
+class ConfigBase:
+    """Root of the field groups: the end of the cooperative ``__post_init__`` chain."""
+
+    def __post_init__(self) -> None:
+        return None
+
+
+@dataclass
+class SearchFields(ConfigBase):
+    """Template/search crop sizes, context amount, minimum box size and window influence."""
+
+    exemplar_size: int = 127
+    instance_size: int = 255
+    context_amount: float = 0.5
+    window_influence: float = 0.40
+    min_size: float = 10.0
+
+
+@dataclass
+class AnchorFields(ConfigBase):
+    """Anchors per score-map cell and the score map's geometry (pysot's names)."""
+
+    anchor_stride: int = 8
+    anchor_ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
+    anchor_scales: tuple[float, ...] = (8.0,)
+    base_size: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.anchor_ratios = tuple(float(r) for r in self.anchor_ratios)
+        self.anchor_scales = tuple(float(s) for s in self.anchor_scales)
+
+    @property
+    def anchor_num(self) -> int:
+        """Anchors per score-map position ``K``."""
+        return len(self.anchor_ratios) * len(self.anchor_scales)
+
+    @property
+    def score_size(self) -> int:
+        """Side of the score map for ``instance_size`` (17 for 255, 19 for 271, 21 for 287)."""
+        return self.score_size_for(self.instance_size)  # type: ignore[attr-defined]
+
+    def score_size_for(self, instance_size: int) -> int:
+        """Side of the score map for a given search size."""
+        return score_map_size(instance_size, self.exemplar_size,  # type: ignore[attr-defined]
+                              self.anchor_stride, self.base_size)
+
+
+@dataclass
+class RPNDecisionFields(ConfigBase):
+    """Scale/ratio change penalty and size learning rate of the RPN decision loop."""
+
+    penalty_k: float = 0.16
+    lr: float = 0.30
+
+
+@dataclass
+class FCSearchFields(ConfigBase):
+    """SiamFC's multi-scale search and its calibrated presence score."""
+
+    total_stride: int = 8
+    response_up: int = 16
+    scale_num: int = 3
+    scale_step: float = 1.0375
+    scale_lr: float = 0.59
+    scale_penalty: float = 0.9745
+    score_bias: float = 0.0
+    score_temperature: float = 1.0
+
+    @property
+    def score_size(self) -> int:
+        """Side of the raw response map (17 for 127/255)."""
+        return (self.instance_size - self.exemplar_size) // self.total_stride + 1  # type: ignore[attr-defined]
+
+    @property
+    def upscale_size(self) -> int:
+        """Side of the upsampled response map (272 by default)."""
+        return self.score_size * self.response_up
+
+
+@dataclass
+class PresetFields(ConfigBase):
+    """Named presets as data: the fields a config leaves at ``None`` take the preset's values.
+
+    ``PRESETS`` (class data) maps a preset name to field values; ``preset`` picks one, ``""``
+    means :meth:`default_preset` (e.g. the one named after the chosen backbone or head). The
+    registry lists them as ``<variant>/<preset>`` (:func:`~.registry.list_presets`).
+    """
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    preset: str = ""
+
+    def default_preset(self) -> str:
+        """The preset used when ``preset`` is empty (the first one)."""
+        return next(iter(self.PRESETS))
+
+    def __post_init__(self) -> None:
+        name = self.preset or self.default_preset()
+        if name not in self.PRESETS:
+            raise ValueError(f"{type(self).__name__}: unknown preset '{name}'; "
+                             f"known: {', '.join(self.PRESETS)}")
+        for key, value in self.PRESETS[name].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        super().__post_init__()
