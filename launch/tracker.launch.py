@@ -62,7 +62,9 @@ def _nodes(context: LaunchContext) -> list:
     if video:  # a plain comparison: quotes or spaces in the path are fine
         actions.append(Node(package=PACKAGE, executable="video_publisher", name="video_publisher",
                             namespace=namespace, output="screen",
-                            parameters=[{"source": ParameterValue(video, value_type=str)}],
+                            # the first frame waits until the tracker listens (no frames lost while it starts)
+                            parameters=[{"source": ParameterValue(video, value_type=str),
+                                         "wait_subscribers": 1}],
                             remappings=[("image", image)]))
     return actions
 
