@@ -3,7 +3,7 @@
 The image subscription is raw (serialized CDR bytes): every arriving frame costs a parse of its
 header fields (microseconds, pixels stay a view into the bytes), so frames that the newest-frame
 mailbox replaces cost next to nothing. Only a frame that will be tracked (or named by
-``init_target``) is checked against ``max_image_pixels`` and decoded.
+``init_target``) is decoded; one taken while there is no target is only checked (size, layout).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from siam_tracking_ros.ros.image_conversion import (
     compressed_imgmsg_to_cv2,
     encoding_info,
     imgmsg_to_bgr8,
+    imgmsg_to_numpy,
     parse_serialized_compressed,
     parse_serialized_image,
 )
@@ -75,13 +76,21 @@ class ImageIntake:
             raise ImageConversionError(f"cannot deserialize the image message: {exc}") from exc
         return msg, stamp_ns(msg.header.stamp)
 
-    def decode(self, image: Any) -> np.ndarray:
-        """The BGR frame of ``image``; refuses an oversized one before decoding."""
+    def check(self, image: Any) -> tuple[int, int]:
+        """``(width, height)`` of ``image`` without decoding it; raises for an oversized or (raw) bad one."""
         if self.compressed:
             width, height = compressed_image_size(image.data)
             self._check_size(width, height)
-            return compressed_imgmsg_to_cv2(image)
+            return width, height
         self._check_size(int(image.width), int(image.height))
+        imgmsg_to_numpy(image)  # a view: checks encoding, step and data length, copies nothing
+        return int(image.width), int(image.height)
+
+    def decode(self, image: Any) -> np.ndarray:
+        """The BGR frame of ``image``; refuses an oversized one before decoding."""
+        self.check(image)
+        if self.compressed:
+            return compressed_imgmsg_to_cv2(image)
         self._note_encoding(image.encoding)
         frame = imgmsg_to_bgr8(image)
         # a view into the received bytes is read-only; trackers get a frame they may write to

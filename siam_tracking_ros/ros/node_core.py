@@ -212,10 +212,11 @@ class TrackerRuntime(ParameterHandler):
         if self.active:
             self.slot.put(frame)
 
-    def _decode(self, frame: Frame) -> np.ndarray | None:
-        """The BGR image of ``frame``, or None (counted and warned) when it cannot be used."""
+    def _decode(self, frame: Frame, check_only: bool = False) -> Any:
+        """The BGR image of ``frame`` (or, ``check_only``, its ``(width, height)``); None (counted
+        and warned) when it cannot be used."""
         try:
-            image = self.intake.decode(frame.image)
+            result = self.intake.check(frame.image) if check_only else self.intake.decode(frame.image)
         except ImageConversionError as exc:
             self.bad_frames += 1
             self.oversized_frames += isinstance(exc, OversizedImageError)
@@ -223,24 +224,34 @@ class TrackerRuntime(ParameterHandler):
             return None
         while self.intake.notes:
             self.log.info(self.intake.notes.pop())
-        return image
+        return result
 
     def _work(self) -> None:
         while not self._stop.is_set():
             frame = self.slot.take(timeout=0.1)
             if frame is None or not self.active or self.engine.is_stale(frame.arrival):
                 continue  # stale: arrived before the frame the target was initialised on
-            image = self._decode(frame)
-            if image is None:
-                continue
-            outcome = self.engine.step(image, frame.arrival)
-            if outcome is None:
-                continue
             try:
-                self._publish(frame, image, outcome)
+                self._process(frame)
             except Exception as exc:  # publishing during shutdown
                 if not self._stop.is_set():
                     self.log.error(f"publishing failed: {exc}")
+
+    def _process(self, frame: Frame) -> None:
+        """Track ``frame`` and publish; with no target it is not even decoded (unless drawn)."""
+        if self.engine.state == TargetState.IDLE and self.pub_debug.get_subscription_count() == 0:
+            size = self._decode(frame, check_only=True)
+            if size is not None:
+                loaded = self.engine.loaded
+                self._publish(frame, None, StepOutcome(TargetState.IDLE, None, 0, 0,
+                                                       loaded.tracker if loaded else ""), size)
+            return
+        image = self._decode(frame)
+        if image is None:
+            return
+        outcome = self.engine.step(image, frame.arrival)
+        if outcome is not None:
+            self._publish(frame, image, outcome, (int(image.shape[1]), int(image.shape[0])))
 
     # --- output ---------------------------------------------------------------------------------
     def _latency_ms(self, frame: Frame) -> tuple[float, float]:
@@ -250,11 +261,12 @@ class TrackerRuntime(ParameterHandler):
             latency_ms = processing_ms  # zero stamp or another clock (a replay): receive -> publish
         return latency_ms, processing_ms
 
-    def _publish(self, frame: Frame, image: np.ndarray, outcome: StepOutcome) -> None:
+    def _publish(self, frame: Frame, image: np.ndarray | None, outcome: StepOutcome,
+                 size: tuple[int, int]) -> None:
         latency_ms, processing_ms = self._latency_ms(frame)
         self.stats.add(time.monotonic(), latency_ms, processing_ms)
         header = frame.image.header
-        msg = self._tracked_object(header, image, outcome, latency_ms)
+        msg = self._tracked_object(header, size, outcome, latency_ms)
         result = outcome.result
         if result is not None and outcome.state == TargetState.TRACKING and result.mask is not None:
             self.pub_mask.publish(cv2_to_imgmsg(np.ascontiguousarray(result.mask, np.uint8), "mono8", header))
@@ -262,14 +274,14 @@ class TrackerRuntime(ParameterHandler):
         if result is not None:
             self.pub_confidence.publish(Float32(data=msg.score))
         self.pub_object.publish(msg)
-        if self.pub_debug.get_subscription_count() > 0:
+        if image is not None and self.pub_debug.get_subscription_count() > 0:
             tracking = outcome.state == TargetState.TRACKING and result is not None
             debug = draw_tracking(image, msg.state, outcome.box, msg.score, self.stats.fps(),
                                   result.polygon if tracking else None, result.mask if tracking else None,
                                   outcome.tracker)
             self.pub_debug.publish(cv2_to_imgmsg(debug, "bgr8", header))
 
-    def _tracked_object(self, header: Any, image: np.ndarray, outcome: StepOutcome,
+    def _tracked_object(self, header: Any, size: tuple[int, int], outcome: StepOutcome,
                         latency_ms: float) -> TrackedObject:
         """The TrackedObject of one frame; every float finite, the box the last confident one if LOST."""
         msg = TrackedObject()
@@ -279,7 +291,7 @@ class TrackerRuntime(ParameterHandler):
         msg.latency_ms = _finite(latency_ms)
         msg.frame_count, msg.frames_since_seen = outcome.frame_count, outcome.frames_since_seen
         msg.dropped_frames = self.slot.dropped
-        msg.image_height, msg.image_width = int(image.shape[0]), int(image.shape[1])
+        msg.image_width, msg.image_height = size
         result = outcome.result
         if result is None:
             return msg
@@ -301,8 +313,8 @@ class TrackerRuntime(ParameterHandler):
         if self.received == 0:
             return DiagnosticStatus.WARN, f"no images on {self.image_topic} yet"
         if sent and missed > LOSS_WARN_FRACTION * sent:
-            text = (f"frames lost on the way: {missed} of the last {sent} published never arrived "
-                    "(DDS transport / QoS: see docs/NODE.md)")
+            text = (f"frames lost on the way: {missed} of the last {sent} published never reached the "
+                    "node (DDS transport, or its queue overflowing on an overloaded machine: docs/NODE.md)")
             self._warn_throttled(text, key="loss", period=10.0)
             return DiagnosticStatus.WARN, text
         if engine.state == TargetState.LOST:
