@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("config")
     features.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override a top-level config entry, e.g. --set epochs=2")
+    features.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
     return parser
 
 
@@ -128,6 +129,6 @@ def _pretrained(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from siam_tracking_ros.train.feature_training import FeatureTrainer, load_feature_config
 
-    summary = FeatureTrainer(load_feature_config(args.config, args.overrides)).run()
+    summary = FeatureTrainer(load_feature_config(args.config, args.overrides)).run(args.cache_only)
     print(json.dumps(summary, indent=2))
     return 0

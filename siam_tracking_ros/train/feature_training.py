@@ -65,6 +65,8 @@ class FeatureTrainingConfig:
     teacher: str | None = None
     teacher_options: dict[str, Any] = field(default_factory=lambda: {"version": "v2"})
     trainable_from: int = 14
+    #: start from one of our own exported runs (e.g. a head-only run) instead of a random head
+    init_weights: str | None = None
     pairs: int = 30000
     negative: float = 0.2
     absent: AbsentSpec = field(default_factory=AbsentSpec)
@@ -207,6 +209,14 @@ def build_network(cfg: FeatureTrainingConfig) -> nn.Module:
     options = cfg.variant_options
     net = NanoTrackNet(options.get("version", "v2"), options.get("backbone", "mobilenetv2"))
     net.backbone.load_state_dict(load_pretrained(cfg.pretrained), strict=True)
+    if cfg.init_weights:
+        from siam_tracking_ros.weights.io import load_project_file, load_state_into
+
+        state, metadata = load_project_file(cfg.init_weights)
+        if metadata.get("variant") != "nanotrack":
+            raise ValueError(f"init_weights {cfg.init_weights} is for '{metadata.get('variant')}', "
+                             "not nanotrack")
+        load_state_into(net, state, "nanotrack")
     return net
 
 
@@ -456,12 +466,14 @@ class FeatureTrainer:
         return True
 
     # -- steps ------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, cache_only: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         teacher = load_teacher(cfg)
         cache = fill_cache(cfg, self.student, teacher, self.objective)
         del teacher
+        if cache_only:
+            return {"cache": str(cache.folder), "pairs": cache.count}
         if self.load_checkpoint():
             print(f"resumed at epoch {self.epoch} (best validation AUC {self.best_auc:.3f})", file=sys.stderr)
         self.train(cache)
