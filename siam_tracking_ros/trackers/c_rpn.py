@@ -41,6 +41,9 @@ class CRPNConfig(SiamRPNConfig):
         super().__post_init__()
         if not 1 <= self.stages <= 3:
             raise ValueError(f"c_rpn: stages must be 1, 2 or 3, got {self.stages}")
+        if self.backbone != "alexnet":
+            raise ValueError(f"c_rpn: the cascade taps AlexNet's conv3-5 (backbone='alexnet'), got "
+                             f"'{self.backbone}'")
         if self.head != "upchannel":
             raise ValueError(f"c_rpn: only the up-channel RPN head is supported, got '{self.head}'")
 

@@ -39,6 +39,7 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
         "rpn": {"window_influence": 0.39},
     }
 
+    backbone: str = "cir_resnet22"
     head: str = "fc"
     stage_blocks: tuple[int, int] = (3, 4)
     widths: tuple[int, int] = (64, 128)
@@ -52,16 +53,18 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
     penalty_k: float = 0.841
     lr: float = 0.714
 
+    def backbone_spec(self) -> PartSpec:
+        """CIResNet-22 with :attr:`stage_blocks` and :attr:`widths` (other backbones as SiamRPN's)."""
+        if self.backbone != "cir_resnet22":
+            return super().backbone_spec()
+        kwargs = {"stage_blocks": tuple(self.stage_blocks), "widths": tuple(self.widths)}
+        return PartSpec("cir_resnet22", kwargs)
+
     def default_preset(self) -> str:
         """The preset of the chosen head."""
         if self.head not in self.PRESETS:
             raise ValueError(f"siamdw: unknown head '{self.head}' (fc|rpn)")
         return self.head
-
-
-def _backbone(config: SiamDWConfig) -> PartSpec:
-    kwargs = {"stage_blocks": tuple(config.stage_blocks), "widths": tuple(config.widths)}
-    return PartSpec("cir_resnet22", kwargs)
 
 
 class SiamDWFCNet(SiameseNet):
@@ -70,7 +73,7 @@ class SiamDWFCNet(SiameseNet):
     head_kind = "fc"
 
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__(NetworkSpec(_backbone(config), PartSpec("fc", {"out_scale": config.out_scale})))
+        super().__init__(NetworkSpec(config.backbone_spec(), PartSpec("fc", {"out_scale": config.out_scale})))
 
 
 class SiamDWRPNNet(SiameseNet):
@@ -79,7 +82,7 @@ class SiamDWRPNNet(SiameseNet):
     head_kind = "rpn"
 
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__(rpn_spec(_backbone(config), "upchannel", config.anchor_num, config.hidden))
+        super().__init__(rpn_spec(config.backbone_spec(), "upchannel", config.anchor_num, config.hidden))
 
 
 @register_tracker("siamdw", SiamDWConfig,

@@ -35,12 +35,19 @@ from siam_tracking_ros.weights.io import add_missing_bn_counters
 class SiamMaskConfig(SearchFields, AnchorFields, RPNDecisionFields):
     """Architecture and tracking hyper-parameters (pysot ``siammask_r50_l3`` values)."""
 
+    #: the refinement reads ResNet-50's stem/layer1/layer2 maps: ``resnet50`` only
+    backbone: str = "resnet50"
     base_size: int = 8
     penalty_k: float = 0.10
     window_influence: float = 0.41
     lr: float = 0.32
     mask_threshold: float = 0.15
     refine: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone != "resnet50":
+            raise ValueError(f"siammask: only backbone='resnet50' is supported, got '{self.backbone}'")
 
 
 def siammask_spec(anchor_num: int = 5) -> NetworkSpec:

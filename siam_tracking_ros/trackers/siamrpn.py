@@ -54,12 +54,18 @@ class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields):
     """Architecture and tracking hyper-parameters (names as pysot's config); crop, anchor and
     decision fields come from :mod:`~.config_fields`."""
 
+    #: a registered single-output backbone part: ``alexnet`` (with ``width_mult``) or ``cir_resnet22``
+    backbone: str = "alexnet"
     #: ``upchannel`` (SiamRPN paper / DaSiamRPN) or ``depthwise`` (pysot siamrpn_alex_dwxcorr)
     head: str = "upchannel"
     #: AlexNet width multiplier (1.0: 96-256-384-384-256; 2.0: DaSiamRPN's BIG)
     width_mult: float = 1.0
     #: channels of the correlation kernels (DaSiamRPN ``feature_out``; depthwise hidden width)
     hidden: int = 256
+
+    def backbone_spec(self) -> PartSpec:
+        """The backbone part of :attr:`backbone` (AlexNet takes :attr:`width_mult`)."""
+        return PartSpec(self.backbone, {"width_mult": self.width_mult} if self.backbone == "alexnet" else {})
 
 
 #: the RPN heads and the keyword that sets their hidden (kernel) width
@@ -78,14 +84,13 @@ def rpn_spec(backbone: PartSpec, head: str, anchor_num: int, hidden: int,
 
 
 class SiamRPNNet(SiameseNet):
-    """AlexNet + the RPN head ``config.head``; ``search`` returns ``{"cls": (B, 2K, S, S),
-    "loc": (B, 4K, S, S)}`` (plus ``"x_f"`` backbone features when asked)."""
+    """The backbone ``config.backbone`` + the RPN head ``config.head``; ``search`` returns
+    ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}`` (plus ``"x_f"`` backbone features when asked)."""
 
     head_kind = "rpn"
 
     def __init__(self, config: SiamRPNConfig) -> None:
-        backbone = PartSpec("alexnet", {"width_mult": config.width_mult})
-        super().__init__(rpn_spec(backbone, config.head, config.anchor_num, config.hidden))
+        super().__init__(rpn_spec(config.backbone_spec(), config.head, config.anchor_num, config.hidden))
 
 
 class RPNGeometry(NamedTuple):

@@ -129,3 +129,19 @@ def test_tracking_is_deterministic_on_a_real_sequence(crossing: Sequence) -> Non
         tracker.init(crossing.frame(0), crossing.boxes[0])
         boxes.append([tracker.track(crossing.frame(i)).box for i in range(1, 6)])
     np.testing.assert_array_equal(np.array(boxes[0]), np.array(boxes[1]))
+
+
+def test_the_backbone_is_a_config_field() -> None:
+    """SiamRPN on SiamDW's CIResNet-22: a config choice, the head gets the backbone's channels."""
+    torch.manual_seed(2)
+    tracker = build_tracker("siamrpn", weights="random", device="cpu", backbone="cir_resnet22",
+                            hidden=32)
+    assert tracker.model.rpn_head.template_cls_conv.in_channels == 512
+    with torch.no_grad():
+        out = tracker.model(torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255)
+    assert out["cls"].shape == (1, 10, 17, 17)
+    for name in ("siamfc", "siamrpn", "siamrpnpp", "siamdw", "dasiamrpn", "c_rpn", "siammask",
+                 "cfnet", "rasnet"):
+        assert hasattr(make_config(name), "backbone"), name
+    with pytest.raises(ValueError, match="resnet50"):
+        make_config("siammask", backbone="alexnet")
