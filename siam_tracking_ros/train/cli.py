@@ -6,7 +6,8 @@ validate weights.
     siam-train export CHECKPOINT OUT.safetensors [--fp32]
     siam-train validate VARIANT WEIGHTS --root DIR SEQ [SEQ ...]
     siam-train pretrained fetch|list [NAME ...]
-    siam-train features CONFIG [--set key=value ...]
+    siam-train features CONFIG [--set key=value ...] [--cache-only]
+    siam-train calibrate WEIGHTS OUT --root DIR SEQ [SEQ ...] [--option key=value ...]
 
 Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node=N ...``.
 """
@@ -18,7 +19,7 @@ import json
 import os
 import sys
 
-SUBCOMMANDS = ("train", "cache", "export", "validate", "pretrained", "features")
+SUBCOMMANDS = ("train", "cache", "export", "validate", "pretrained", "features", "calibrate")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override a top-level config entry, e.g. --set epochs=2")
     features.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
+    calibrate = sub.add_parser("calibrate", help="refit a NanoTrack file's presence calibration")
+    calibrate.add_argument("weights")
+    calibrate.add_argument("out")
+    calibrate.add_argument("--root", required=True)
+    calibrate.add_argument("sequences", nargs="+")
+    calibrate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                           help="tracking option stored with the file (e.g. window_influence=0.4)")
+    calibrate.add_argument("--splice-frames", type=int, default=60)
+    calibrate.add_argument("--max-frames", type=int, default=250)
     return parser
 
 
@@ -66,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         handlers = {"train": _train, "cache": _cache, "export": _export, "validate": _validate,
-                    "pretrained": _pretrained, "features": _features}
+                    "pretrained": _pretrained, "features": _features, "calibrate": _calibrate}
         return handlers[args.command](args)
     except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
         print(f"siam-train: error: {exc}", file=sys.stderr)
@@ -131,4 +141,22 @@ def _features(args: argparse.Namespace) -> int:
 
     summary = FeatureTrainer(load_feature_config(args.config, args.overrides)).run(args.cache_only)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from siam_tracking_ros.train.feature_training import recalibrate
+    from siam_tracking_ros.train.validate import load_validation_sequences
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option {item!r}: expected key=value")
+        options[key] = yaml.safe_load(value)
+    sequences = load_validation_sequences(args.root, args.sequences)
+    print(json.dumps(recalibrate(args.weights, args.out, sequences, args.splice_frames, args.max_frames,
+                                 **options), indent=2))
     return 0

@@ -588,3 +588,26 @@ class FeatureTrainer:
         return {"exported": str(path), "best_val_auc": self.best_auc, "epochs": self.epoch,
                 "calibration": list(calibration) if calibration else None,
                 "calibration_samples": len(samples.present)}
+
+
+def recalibrate(weights: str | Path, out: str | Path, sequences: list[Any], splice_frames: int = 60,
+                max_frames: int | None = 250, **tracker_options: Any) -> dict[str, Any]:
+    """Refit the presence calibration of an exported NanoTrack file (with ``tracker_options``
+    applied, e.g. tuned hyper-parameters) on ``sequences`` and write the result to ``out``."""
+    from siam_tracking_ros.eval.presence import collect_presence_samples, fit_platt
+    from siam_tracking_ros.trackers.registry import build_tracker
+    from siam_tracking_ros.weights.io import load_project_file, save_weights
+
+    tracker = build_tracker("nanotrack", weights=str(weights), device="cpu", score_calibration=None,
+                            **tracker_options)
+    tracker.use_backend("auto", 1)
+    samples = collect_presence_samples(tracker, sequences, splice_frames, max_frames)
+    calibration = fit_platt(samples.raw_scores, samples.present)
+    state, metadata = load_project_file(weights)
+    config = dataclasses.replace(tracker.config, score_calibration=calibration)
+    extra = {k: v for k, v in metadata.items() if k not in ("format", "variant", "config")}
+    extra["calibration"] = json.dumps({"sequences": [s.name for s in sequences],
+                                       "frames": len(samples.present),
+                                       "present_share": float(samples.present.mean())})
+    save_weights(out, state, "nanotrack", config, half=True, extra=extra)
+    return {"out": str(out), "calibration": list(calibration), "frames": len(samples.present)}
