@@ -198,13 +198,10 @@ class NanoTracker(SiameseTracker):
         self.score_size = spec.score_size
         # OpenCV keeps its state and maps in float32 and its points in crop pixels (origin 127)
         self.state_dtype = np.float32 if config.opencv_compat else np.float64
-        self.origin = config.instance_size // 2 if config.opencv_compat else 0
-        window = cosine_window(self.score_size).astype(self.state_dtype)
-        # cv2.createHanningWindow returns the square root of the outer product
-        self.window = (np.sqrt(window) if config.opencv_compat else window).ravel()
-        offsets = (np.arange(self.score_size) - self.score_size // 2) * config.stride + self.origin
-        grid_x, grid_y = np.meshgrid(offsets, offsets)
-        self.points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(self.state_dtype)  # (2, S*S)
+        self._grids: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        #: search crop side in network pixels (wider while :meth:`set_search_scale` > 1)
+        self.instance_size = config.instance_size
+        self.points, self.window, self.origin = self._grid(self.instance_size)
         self.center = np.zeros(2, self.state_dtype)
         self.size = np.zeros(2, self.state_dtype)
         self.pad_value: torch.Tensor | None = None
@@ -213,6 +210,23 @@ class NanoTracker(SiameseTracker):
         self._prob = np.empty(self.score_size ** 2, np.float32)  # kept by _read_outputs
         self.features: TemplateFeatures | None = None
         self.search_scale = 1.0
+
+    def _grid(self, instance_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Points ``(2, S*S)``, cosine window ``(S*S,)`` and origin of a search crop of
+        ``instance_size`` pixels (the head is fully convolutional: S grows by one per stride)."""
+        cached = self._grids.get(instance_size)
+        if cached is None:
+            cfg = self.config
+            score_size = self.score_size + (instance_size - cfg.instance_size) // cfg.stride
+            origin = instance_size // 2 if cfg.opencv_compat else 0  # OpenCV: points in crop pixels
+            window = cosine_window(score_size).astype(self.state_dtype)
+            # cv2.createHanningWindow returns the square root of the outer product
+            window = (np.sqrt(window) if cfg.opencv_compat else window).ravel()
+            offsets = (np.arange(score_size) - score_size // 2) * cfg.stride + origin
+            grid_x, grid_y = np.meshgrid(offsets, offsets)
+            points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(self.state_dtype)
+            cached = self._grids[instance_size] = (points, window, origin)
+        return cached
 
     def _crop(self, frame: np.ndarray, side: float, out_size: int) -> torch.Tensor:
         """Square crop of ``side`` source pixels around the state centre, resized to ``out_size``.
@@ -254,20 +268,26 @@ class NanoTracker(SiameseTracker):
         if cfg.opencv_compat:
             total = float(int(w + h))
             s_z = np.sqrt((w + cfg.context_amount * total) * (h + cfg.context_amount * total))
-            side = float(int(s_z * (cfg.instance_size // cfg.exemplar_size)))
+            side = float(int(s_z * (self.instance_size // cfg.exemplar_size)))
         else:
             s_z = context_size(w, h, cfg.context_amount)
-            side = s_z * cfg.instance_size / cfg.exemplar_size
-        return side * self.search_scale, cfg.exemplar_size / s_z / self.search_scale
+            side = s_z * self.instance_size / cfg.exemplar_size
+        return side, cfg.exemplar_size / s_z
 
     def set_search_scale(self, scale: float) -> None:
         """Search ``scale`` times the usual region (e.g. while the target is LOST); 1 = normal.
 
-        The crop keeps its pixel size (coarser view); the cosine window is off while widened.
+        The crop grows in network pixels too (by whole strides), so the target keeps the scale
+        the network was trained at and its score stays meaningful; the cosine window is off while
+        widened. The wider pass costs about ``scale**2`` times the normal one.
         """
         if not np.isfinite(scale) or scale < 1.0:
             raise ValueError(f"search scale must be >= 1, got {scale}")
+        cfg = self.config
+        extra = round((scale - 1.0) * cfg.instance_size / cfg.stride)
         self.search_scale = float(scale)
+        self.instance_size = cfg.instance_size + extra * cfg.stride
+        self.points, self.window, self.origin = self._grid(self.instance_size)
 
     def presence(self, raw_score: float) -> float:
         """Calibrated probability that the box holds the target (the raw peak if uncalibrated)."""
@@ -300,7 +320,7 @@ class NanoTracker(SiameseTracker):
         cfg = self.config
         side, scale_z = self._search_geometry()
         assert self.features is not None
-        out = self.search_pass(self.features, self._crop(frame, side, cfg.instance_size))
+        out = self.search_pass(self.features, self._crop(frame, side, self.instance_size))
         score, ltrb = self._read_outputs(out)
         boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h in crop pixels, crop centre at self.origin
         penalty = self._penalty(boxes, scale_z)

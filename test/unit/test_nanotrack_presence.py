@@ -33,13 +33,17 @@ def test_published_score_is_the_calibrated_raw_peak(crossing: Sequence, official
     assert result.score < result.extra["raw_score"]  # a < 1 and b < 0 lower every high score
 
 
-def test_wider_search_halves_the_crop_scale(crossing: Sequence, official_v2: Path) -> None:
+def test_wider_search_keeps_the_crop_scale_and_grows_the_map(crossing: Sequence, official_v2: Path) -> None:
     tracker = build_tracker("nanotrack", weights=official_v2, device="cpu")
     tracker.init(crossing.frame(0), crossing.boxes[0])
-    normal = tracker.track(crossing.frame(1)).extra["scale_z"]
+    normal = tracker.track(crossing.frame(1))
     tracker.set_search_scale(2.0)
-    wide = tracker.track(crossing.frame(2)).extra["scale_z"]
-    assert wide == pytest.approx(normal / 2, rel=0.1)
+    assert tracker.instance_size == 511 and tracker.window.size == 32 * 32
+    wide = tracker.track(crossing.frame(2))
+    assert wide.extra["scale_z"] == pytest.approx(normal.extra["scale_z"], rel=0.1)
+    assert wide.score > 0.5  # the walker, still at the trained scale, is found in the wide view
+    tracker.set_search_scale(1.0)
+    assert tracker.instance_size == 255 and tracker.window.size == 16 * 16
     with pytest.raises(ValueError, match=">= 1"):
         tracker.set_search_scale(0.5)
 
