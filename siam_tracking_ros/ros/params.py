@@ -65,6 +65,8 @@ NODE_PARAMS: tuple[ParamDef, ...] = (
     ParamDef("half", False, "Run the network in fp16 (CUDA only; ignored on CPU).", reloads=True),
     ParamDef("cuda_graphs", False, "Replay the per-frame search pass from captured CUDA graphs (CUDA "
              "only; variants with static-shape search passes; ignored elsewhere).", reloads=True),
+    ParamDef("backend", "auto", "Inference backend: auto (onnxruntime on CPU for static-shape variants, "
+             "else torch), torch or onnxruntime.", choices=("auto", "torch", "onnxruntime"), reloads=True),
     ParamDef("score_threshold", 0.5, "A frame scoring at or above this counts as 'target seen' (the score "
              "is meant as the probability that the box holds the target).", low=0.0, high=1.0),
     ParamDef("lost_frames", 5, "Consecutive frames below score_threshold before the state is LOST.",
