@@ -15,11 +15,12 @@ from siam_tracking_ros.weights.io import read_metadata
 
 SHIPPED = sorted(PACKAGED_WEIGHTS_DIR.glob("*.safetensors"))
 MAX_BYTES = 20 * 1024 * 1024
-#: mean IoU of the shipped nanotrack weights over three held-out sequences, measured when they were
-#: committed (docs/MODELS.md: 0.333, 0.504, 0.642 -> 0.493; random init: 0.010), minus a margin:
-#: on these short, hard sequences float-level differences can flip one sequence's outcome
-NANOTRACK_HELD_OUT = ("otb_Crossing", "vot_bag", "davis_tennis_propainter")
-NANOTRACK_MIN_MEAN_IOU = 0.35
+#: three sequences of the test split (never trained on, never used to select; docs/MODELS.md)
+NANOTRACK_TEST = ("otb_Crossing", "vot_bag", "davis_bmx_trees_propainter")
+#: mean IoU of the shipped file over them was 0.61 when committed (a box left at the init position
+#: scores 0.10); the bar leaves room for float-level differences on short, hard sequences
+NANOTRACK_MIN_MEAN_IOU = 0.45
+FROZEN_MARGIN = 0.15
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -35,13 +36,33 @@ def test_default_variant_ships_weights() -> None:
     assert (PACKAGED_WEIGHTS_DIR / "nanotrack.safetensors").exists()
 
 
-def test_shipped_nanotrack_tracks_held_out_sequences(sequences_dir: Path) -> None:
+def test_shipped_nanotrack_is_the_pretrained_backbone_with_a_calibrated_score() -> None:
+    tracker = build_tracker("nanotrack", device="cpu")
+    assert tracker.config.backbone == "mobilenetv2" and tracker.config.version == "v2"
+    assert tracker.config.score_calibration is not None
+
+
+def test_shipped_nanotrack_tracks_test_sequences(sequences_dir: Path) -> None:
     tracker = build_tracker("nanotrack", device="cpu")
     ious = []
-    for sequence in find_sequences(sequences_dir, list(NANOTRACK_HELD_OUT)):  # never used in training
+    for sequence in find_sequences(sequences_dir, list(NANOTRACK_TEST)):
         tracker.init(sequence.frame(0), sequence.boxes[0])
         boxes = np.array([tracker.track(sequence.frame(i)).box for i in range(1, len(sequence))])
         truth = sequence.boxes[1:]
         labelled = np.isfinite(truth).all(axis=1)
-        ious.append(float(iou_xywh(boxes[labelled], truth[labelled]).mean()))
+        iou = float(iou_xywh(boxes[labelled], truth[labelled]).mean())
+        frozen = float(iou_xywh(np.repeat(sequence.boxes[:1], labelled.sum(), 0), truth[labelled]).mean())
+        assert iou > frozen + FROZEN_MARGIN, (sequence.name, iou, frozen)
+        ious.append(iou)
+        tracker.reset()
     assert float(np.mean(ious)) >= NANOTRACK_MIN_MEAN_IOU, ious
+
+
+def test_shipped_nanotrack_score_drops_when_the_target_is_gone(sequences_dir: Path) -> None:
+    from siam_tracking_ros.eval.presence import run_segment, spliced_segment
+
+    crossing, bag = find_sequences(sequences_dir, ["otb_Crossing", "vot_bag"])
+    tracker = build_tracker("nanotrack", device="cpu")
+    run = run_segment(tracker, spliced_segment(crossing, bag, 60))  # init on Crossing, then bag frames
+    present, absent = run.scores[:60], run.scores[60:]
+    assert present.mean() > 0.8 and absent.mean() < 0.45, (present.mean(), absent.mean())
