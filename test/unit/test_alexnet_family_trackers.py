@@ -258,10 +258,15 @@ def test_dasiamrpn_collects_distractors_and_reranks() -> None:
 
 # --- DaSiamRPN: local-to-global search -----------------------------------------------------------
 
+def _never_confident(tracker) -> None:
+    """Thresholds above 1 (out of the range a user may set, so set on the built tracker): every
+    frame counts as lost and nothing is ever "found"."""
+    tracker.config.lost_threshold = tracker.config.found_threshold = 1.1
+
+
 def test_global_search_grows_and_resets() -> None:
-    # thresholds above 1: every frame counts as lost and nothing is ever "found"
-    tracker = build("dasiamrpn", long_term=True, lost_threshold=1.1, found_threshold=1.1,
-                    search_step=64, max_instance_size=399, adaptive=False)
+    tracker = build("dasiamrpn", long_term=True, search_step=64, max_instance_size=399, adaptive=False)
+    _never_confident(tracker)
     frames = [textured_frame(seed) for seed in range(5)]
     tracker.init(frames[0], (60, 40, 30, 24))
     first = tracker.track(frames[1])
@@ -280,7 +285,8 @@ def test_global_search_grows_and_resets() -> None:
 
 
 def test_global_search_found_returns_to_local() -> None:
-    tracker = build("dasiamrpn", long_term=True, lost_threshold=1.1, found_threshold=1.1, adaptive=False)
+    tracker = build("dasiamrpn", long_term=True, adaptive=False)
+    _never_confident(tracker)
     frame = textured_frame(1)
     tracker.init(frame, (60, 40, 30, 24))
     frozen = tracker.track(frame)
@@ -293,7 +299,8 @@ def test_global_search_found_returns_to_local() -> None:
 
 
 def test_global_search_off_by_default_and_switchable() -> None:
-    tracker = build("dasiamrpn", lost_threshold=1.1, found_threshold=1.1, adaptive=False)
+    tracker = build("dasiamrpn", adaptive=False)
+    _never_confident(tracker)
     frame = textured_frame(2)
     tracker.init(frame, (60, 40, 30, 24))
     tracker.track(frame)

@@ -159,7 +159,8 @@ def test_proposal_scoring_matches_pysot_formulas() -> None:
 def test_long_term_mode_widens_the_search_while_lost() -> None:
     first, second, box = _synthetic_frames()
     # never confident; a smaller lost-search region than pysot's 831 keeps the test cheap
-    tracker = _build("siamrpnpp", backbone="alexnet", confidence_low=1.01, lost_instance_size=351)
+    tracker = _build("siamrpnpp", backbone="alexnet", lost_instance_size=351)
+    tracker.config.confidence_low = 1.01  # above the settable range: never confident
     assert SiamRPNppConfig().lost_instance_size == 831
     tracker.init(first, box)
     assert tracker.track(second).extra["instance_size"] == 287  # long-term mode is off
