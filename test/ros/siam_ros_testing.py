@@ -104,7 +104,9 @@ class Probe(Node):
             return [o for o in self.objects
                     if o.header.stamp.sec == stamp.sec and o.header.stamp.nanosec == stamp.nanosec]
 
-    def call(self, client, request, timeout: float = 60.0):
+    def call(self, client, request, timeout: float = 180.0):
+        """Call a service and wait for its answer (generous: a first ONNX export of a new input
+        shape, e.g. the wide LOST search, runs inside the tracker on a loaded machine)."""
         assert client.wait_for_service(timeout_sec=20.0), f"service {client.srv_name} not available"
         future = client.call_async(request)
         assert wait_for(future.done, timeout), f"no answer from {client.srv_name}"
