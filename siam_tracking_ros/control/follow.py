@@ -21,18 +21,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
+from siam_tracking_ros.core.presence import TargetState
+
 MODES = ("drive", "pan_tilt")
-
-
-class TargetState(IntEnum):
-    """Mirror of ``TrackedObject.IDLE/TRACKING/LOST``."""
-
-    IDLE = 0
-    TRACKING = 1
-    LOST = 2
 
 
 def _spec(default: Any, help: str, low: float | None = None, high: float | None = None,
