@@ -556,7 +556,7 @@ class FeatureTrainer:
         """Mean OTB success AUC of the current weights on the validation sequences."""
         from siam_tracking_ros.train.validate import success_auc, track_sequence
 
-        tracker = self.tracker(self.net.state_dict())
+        tracker = self.tracker()  # a copy of the current network
         scores = []
         for sequence in self.validation_sequences():
             boxes = track_sequence(tracker, sequence, self.cfg.validation_max_frames)
