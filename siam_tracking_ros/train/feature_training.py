@@ -80,6 +80,12 @@ class FeatureTrainingConfig:
     weight_decay: float = 1e-4
     backbone_lr_mult: float = 0.1
     distill_weight: float = 1.0
+    #: weight of the IoU loss to the teacher's boxes where the teacher sees the target
+    #: (needs a cache made with ``teacher_boxes: true``)
+    box_distill_weight: float = 0.0
+    teacher_boxes: bool = False
+    #: teacher foreground probability above which its box at that point is a target
+    box_distill_threshold: float = 0.5
     validate_every: int = 2
     validation_max_frames: int = 300
     calibration_splice_frames: int = 60
@@ -235,6 +241,8 @@ class FeatureCache:
     """fp16 memory-mapped arrays of frozen maps, teacher scores and labels; ``count`` filled."""
 
     FIELDS = ("zf", "xf", "teacher", "labels", "loc_target", "negative")
+    #: fields a cache may hold besides ``FIELDS`` (made when the config asks for them)
+    OPTIONAL = ("teacher_loc", "search_box")
 
     def __init__(self, folder: Path, shapes: dict[str, tuple[tuple[int, ...], Any]] | None = None) -> None:
         self.folder = folder
@@ -244,7 +252,8 @@ class FeatureCache:
             for key, (shape, dtype) in shapes.items():
                 np.lib.format.open_memmap(folder / f"{key}.npy", "w+", dtype, shape).flush()
             meta_path.write_text(json.dumps({"count": 0}))
-        self.arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r+") for key in self.FIELDS}
+        keys = [*self.FIELDS, *(k for k in self.OPTIONAL if (folder / f"{k}.npy").exists())]
+        self.arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r+") for key in keys}
 
     @property
     def count(self) -> int:
@@ -255,8 +264,8 @@ class FeatureCache:
         return len(self.arrays["zf"])
 
     def write(self, start: int, values: dict[str, np.ndarray]) -> None:
-        for key, value in values.items():
-            self.arrays[key][start:start + len(value)] = value
+        for key, array in self.arrays.items():  # a cache made before a field existed lacks it
+            array[start:start + len(values[key])] = values[key]
         for array in self.arrays.values():
             array.flush()
         (self.folder / "meta.json").write_text(json.dumps({"count": start + len(values["zf"])}))
@@ -304,14 +313,17 @@ class OnnxRunner:
 
 
 class _TeacherScore(nn.Module):
-    """Teacher's foreground probability map for (template, search) crop batches."""
+    """Teacher's foreground probability map (and its ltrb box map) for crop batches."""
 
-    def __init__(self, teacher: nn.Module) -> None:
+    def __init__(self, teacher: nn.Module, boxes: bool = False) -> None:
         super().__init__()
         self.teacher = teacher
+        self.boxes = boxes
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.teacher(z, x)["cls"], dim=1)[:, 1]
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.teacher(z, x)
+        probability = torch.softmax(out["cls"], dim=1)[:, 1]
+        return (probability, out["loc"]) if self.boxes else probability
 
 
 def _stack(images: list[np.ndarray]) -> np.ndarray:
@@ -332,15 +344,22 @@ def fill_cache(cfg: FeatureTrainingConfig, student: FeatureStudent, teacher: nn.
     n = cfg.pairs
     shapes = {"zf": ((n, *z.shape[1:]), np.float16), "xf": ((n, *x.shape[1:]), np.float16),
               "teacher": ((n, size, size), np.float16), "labels": ((n, size, size), np.int8),
-              "loc_target": ((n, 4, size, size), np.float16), "negative": ((n,), np.bool_)}
+              "loc_target": ((n, 4, size, size), np.float16), "negative": ((n,), np.bool_),
+              "search_box": ((n, 4), np.float32)}
+    if cfg.teacher_boxes:
+        if teacher is None:
+            raise ValueError("teacher_boxes: true needs a teacher")
+        shapes["teacher_loc"] = ((n, 4, size, size), np.float16)
     cache = FeatureCache(cfg.run_dir / f"cache_from{cfg.trainable_from}", shapes)
+    if cfg.teacher_boxes and "teacher_loc" not in cache.arrays:
+        raise ValueError(f"{cache.folder} was made without teacher boxes: use a new run name")
     if cache.count >= n:
         return cache
     z_example, x_example = torch.zeros(2, 3, 127, 127), torch.zeros(2, 3, 255, 255)
     frozen = OnnxRunner(_FrozenPart(student), (x_example,), cfg.run_dir / "onnx" / "frozen.onnx",
                         cfg.threads)
     teacher_score = None if teacher is None else OnnxRunner(
-        _TeacherScore(teacher), (z_example, x_example), cfg.run_dir / "onnx" / "teacher.onnx", cfg.threads)
+        _TeacherScore(teacher, cfg.teacher_boxes), (z_example, x_example), cfg.run_dir / "onnx" / "teacher.onnx", cfg.threads)
     start_time = time.monotonic()
     done = cache.count
     while done < n:
@@ -361,8 +380,11 @@ def _encode_chunk(pairs: list[Pair], frozen: OnnxRunner, teacher: OnnxRunner | N
     size = objective.geometry.score_size
     zf, = frozen(templates)
     xf, = frozen(searches)
+    extra: dict[str, np.ndarray] = {}
     if teacher is not None:
-        soft, = teacher(templates, searches)
+        soft, *boxes = teacher(templates, searches)
+        if boxes:
+            extra["teacher_loc"] = boxes[0].astype(np.float16)
     else:
         soft = np.full((len(pairs), size, size), -1.0)
     labels, targets = [], []
@@ -376,14 +398,17 @@ def _encode_chunk(pairs: list[Pair], frozen: OnnxRunner, teacher: OnnxRunner | N
     return {"zf": zf.astype(np.float16), "xf": xf.astype(np.float16),
             "teacher": soft.astype(np.float16), "labels": np.stack(labels),
             "loc_target": np.stack(targets).astype(np.float16),
-            "negative": np.array([p.negative for p in pairs])}
+            "negative": np.array([p.negative for p in pairs]),
+            "search_box": np.stack([np.asarray(p.search.box, np.float32) for p in pairs]), **extra}
 
 
 # ---------------------------------------------------------------------------------------- train
 
-def pair_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], distill_weight: float
+def pair_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], distill_weight: float,
+              box_weight: float = 0.0, box_threshold: float = 0.5
               ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Balanced CE + IoU at positives + BCE of the foreground probability to the teacher's."""
+    """Balanced CE + IoU at positives + BCE of the foreground probability to the teacher's
+    (+ ``box_weight`` x IoU loss to the teacher's boxes where it is confident, if cached)."""
     labels = batch["labels"].long()
     cls = out["cls"].float()
     cls_loss = balanced_cross_entropy(cls.permute(0, 2, 3, 1).reshape(-1, 2), labels.reshape(-1))
@@ -400,12 +425,19 @@ def pair_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], dist
         distill = nn.functional.binary_cross_entropy_with_logits(fg_logit[use], teacher[use])
         total = total + distill_weight * distill
         parts["distill"] = float(distill.detach())
+    if box_weight > 0 and "teacher_loc" in batch:
+        confident = (teacher >= box_threshold) & (~batch["negative"])[:, None, None]
+        pred = out["loc"].float().permute(0, 2, 3, 1)[confident]
+        target = batch["teacher_loc"].float().permute(0, 2, 3, 1)[confident]
+        box_distill = iou_loss(pred, target, "log")
+        total = total + box_weight * box_distill
+        parts["box_distill"] = float(box_distill.detach())
     return total, parts
 
 
 def _batch(cache: FeatureCache, indices: np.ndarray) -> dict[str, torch.Tensor]:
     order = np.sort(indices)
-    return {key: torch.from_numpy(np.asarray(cache.arrays[key][order])) for key in FeatureCache.FIELDS}
+    return {key: torch.from_numpy(np.asarray(array[order])) for key, array in cache.arrays.items()}
 
 
 def _learning_rate(cfg: FeatureTrainingConfig, progress_fraction: float) -> float:
@@ -498,7 +530,8 @@ class FeatureTrainer:
                     group["lr"] = lr * group["lr_mult"]
                 batch = _batch(cache, order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
                 out = self.student(batch["zf"].float(), batch["xf"].float())
-                loss, parts = pair_loss(out, batch, cfg.distill_weight)
+                loss, parts = pair_loss(out, batch, cfg.distill_weight, cfg.box_distill_weight,
+                                        cfg.box_distill_threshold)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)

@@ -84,6 +84,9 @@ def test_tiny_run_trains_resumes_calibrates_and_exports(shared_dir: Path, have_p
     cache = FeatureCache(cfg.run_dir / "cache_from14")
     assert cache.count == 64 and cache.arrays["zf"].shape[1:] == (96, 8, 8)
     assert cache.arrays["negative"][:].any() and not cache.arrays["negative"][:].all()
+    boxes = cache.arrays["search_box"][:]
+    centres = boxes[:, :2] + boxes[:, 2:] / 2
+    assert boxes.shape == (64, 4) and abs(float(centres[~cache.arrays["negative"][:]].mean()) - 127) < 40
     teacher = cache.arrays["teacher"][:].astype("float32")
     assert teacher.min() >= 0.0 and teacher.max() <= 1.0 and teacher.max() > 0.5
     for key, value in trainer.net.backbone.state_dict().items():
@@ -99,3 +102,36 @@ def test_tiny_run_trains_resumes_calibrates_and_exports(shared_dir: Path, have_p
     resumed = FeatureTrainer(_tiny_config(tmp_path, shared_dir, epochs=2)).run()
     history = json.loads(read_metadata(Path(resumed["exported"]))["training"])["history"]
     assert [h["epoch"] for h in history] == [1, 2]  # epoch 1 from the checkpoint, epoch 2 trained
+
+
+def test_teacher_boxes_are_cached_and_distilled(shared_dir: Path, have_pretrained: None,
+                                                tmp_path: Path) -> None:
+    cfg = _tiny_config(tmp_path, shared_dir, epochs=1)
+    cfg.teacher_boxes, cfg.box_distill_weight = True, 1.0
+    summary = FeatureTrainer(cfg).run()
+    cache = FeatureCache(cfg.run_dir / "cache_from14")
+    boxes = cache.arrays["teacher_loc"][:].astype("float32")
+    assert boxes.shape == (64, 4, 16, 16) and boxes.min() > 0.0  # ltrb distances in search pixels
+    history = json.loads(read_metadata(Path(summary["exported"]))["training"])["history"]
+    assert history[0]["box_distill"] > 0.0
+
+
+def test_box_distillation_only_where_the_teacher_sees_the_target() -> None:
+    from siam_tracking_ros.train.feature_training import pair_loss
+
+    size = 4
+    loc = torch.full((1, 4, size, size), 10.0)
+    teacher_loc = loc.clone()
+    teacher_loc[0, :, 0, 0] = 40.0  # disagrees at one point only
+    batch = {"labels": torch.zeros(1, size, size, dtype=torch.int8),
+             "loc_target": torch.zeros(1, 4, size, size), "negative": torch.zeros(1, dtype=torch.bool),
+             "teacher": torch.zeros(1, size, size), "teacher_loc": teacher_loc}
+    out = {"cls": torch.zeros(1, 2, size, size), "loc": loc}
+    _, parts = pair_loss(out, batch, 0.0, box_weight=1.0)
+    assert parts["box_distill"] == 0.0  # the teacher is confident nowhere
+    batch["teacher"][0, 0, 0] = 0.9
+    _, parts = pair_loss(out, batch, 0.0, box_weight=1.0)
+    assert parts["box_distill"] == pytest.approx(-torch.log(torch.tensor(1 / 16)).item(), rel=1e-2)
+    batch["negative"][0] = True
+    _, parts = pair_loss(out, batch, 0.0, box_weight=1.0)
+    assert parts["box_distill"] == 0.0
