@@ -23,6 +23,20 @@ class GlobalSearch(ABC):
     def enable_global_search(self, flag: bool = True) -> None:
         """Switch the wide search on (``True``) or back to the normal region (``False``)."""
 
+    @property
+    def global_search_configured(self) -> bool:
+        """Whether the tracker's own config asks for the wide search all the time (the mode a
+        caller that switched it on while the target was lost returns to)."""
+        return False
+
+
+class ScalableSearch(ABC):
+    """Can search a multiple of its usual region (NanoTrack while the target is LOST)."""
+
+    @abstractmethod
+    def set_search_scale(self, scale: float) -> None:
+        """Search ``scale`` times the usual region; 1 = normal."""
+
 
 class MaskOutput:
     """``track`` results carry ``mask`` (frame-sized uint8) and ``polygon`` (rotated box)."""
@@ -39,6 +53,7 @@ class BatchedTargets(ABC):
 #: capability name -> class, for :func:`capabilities`
 CAPABILITIES: dict[str, type] = {
     "global_search": GlobalSearch,
+    "search_scale": ScalableSearch,
     "mask": MaskOutput,
     "batched": BatchedTargets,
 }

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from siam_tracking_ros.core.capabilities import GlobalSearch, MaskOutput, ScalableSearch
 from siam_tracking_ros.core.presence import LostPolicy, PresenceStateMachine, TargetState
 from siam_tracking_ros.core.result import TrackResult
 
@@ -96,7 +97,11 @@ class ModelRequest:
 
 
 def build_model(request: ModelRequest):
-    """Build a tracker for ``request`` through the registry (raises on any failure)."""
+    """Build a tracker for ``request`` through the registry (raises on any failure).
+
+    Every registered variant is a :class:`~siam_tracking_ros.trackers.base.SiameseTracker`:
+    ``half``, ``use_cuda_graphs`` and ``use_backend`` exist on all (no-ops where they do not apply).
+    """
     from siam_tracking_ros.trackers import build_tracker
 
     weights = request.weights or None
@@ -106,9 +111,8 @@ def build_model(request: ModelRequest):
         tracker.half()
     if request.cuda_graphs:
         tracker.use_cuda_graphs()
-    use_backend = getattr(tracker, "use_backend", None)
-    if callable(use_backend) and (request.backend != "auto" or request.threads):
-        use_backend(request.backend, request.threads)
+    if request.backend != "auto" or request.threads:
+        tracker.use_backend(request.backend, request.threads)
     return tracker
 
 
@@ -352,24 +356,18 @@ class TrackingEngine:
         if enabled == self._wide_search or self.tracker is None:
             return
         self._wide_search = enabled
-        global_search = getattr(self.tracker, "enable_global_search", None)
-        if callable(global_search):
+        if isinstance(self.tracker, GlobalSearch):
             # back to the configured mode (a variant may run long-term search all the time)
-            configured = bool(getattr(self.tracker.config, "long_term", False))
-            try:
-                global_search(enabled or configured)
-            except ValueError as exc:  # the variant has the method but not the mode
-                self._log("warn", f"no global search while LOST: {_reason(exc)}")
+            self.tracker.enable_global_search(enabled or self.tracker.global_search_configured)
         self._apply_search_scale()
 
     def _apply_search_scale(self) -> None:
-        set_scale = getattr(self.tracker, "set_search_scale", None)
-        if callable(set_scale):
-            set_scale(self.policy.lost_search_scale if self._wide_search else 1.0)
+        if isinstance(self.tracker, ScalableSearch):
+            self.tracker.set_search_scale(self.policy.lost_search_scale if self._wide_search else 1.0)
 
     @property
     def produces_mask(self) -> bool:
-        return bool(getattr(self.tracker, "produces_mask", False))
+        return isinstance(self.tracker, MaskOutput)
 
 
 def check_box(box: Sequence[float], frame_shape: Sequence[int]) -> tuple[float, float, float, float]:

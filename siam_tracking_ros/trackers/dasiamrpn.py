@@ -193,6 +193,11 @@ class DaSiamRPNTracker(SiamRPNTracker, GlobalSearch):
             self.instance_size = self._base_instance_size
 
     @property
+    def global_search_configured(self) -> bool:
+        """``long_term`` of the config: local-to-global search runs all the time."""
+        return bool(self.config.long_term)
+
+    @property
     def lost(self) -> bool:
         """True while the tracker is in the global (growing) search."""
         return self._lost

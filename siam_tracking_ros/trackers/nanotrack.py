@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.backends.crop import WarpCropper
+from siam_tracking_ros.core.capabilities import ScalableSearch
 from siam_tracking_ros.core.geometry import (
     change_ratio,
     clip_box_xywh,
@@ -174,7 +175,7 @@ def import_official_nanotrack(state: Mapping[str, torch.Tensor], config: Any = N
     return {k: v for k, v in state.items() if not k.startswith("neck.")}
 
 
-class NanoTracker(SiameseTracker):
+class NanoTracker(SiameseTracker, ScalableSearch):
     """NanoTrack tracking loop (see the module docstring).
 
     The state centre is continuous (``x + w / 2``). With ``opencv_compat`` the loop reproduces

@@ -121,6 +121,11 @@ class SiamRPNppTracker(SiamRPNTracker, GlobalSearch):
         if not flag:
             self._lost = False
 
+    @property
+    def global_search_configured(self) -> bool:
+        """``long_term`` of the config: pysot's long-term mode runs all the time."""
+        return bool(self.config.long_term)
+
 
 # ---------------------------------------------------------------------------------------------
 # official checkpoints

@@ -242,3 +242,68 @@ def test_search_scale_widens_while_lost_and_follows_the_parameter(frames, nanotr
     engine.policy.score_threshold = 0.0
     assert engine.step(images[2]).state == TargetState.TRACKING
     assert engine.tracker.search_scale == 1.0
+
+
+class _ScriptedTracker:
+    """A tracker with a fixed score that records the search calls it gets."""
+
+    def __init__(self, score: float) -> None:
+        from types import SimpleNamespace
+
+        self.score, self.calls, self.initialized = score, [], False
+        self.config = SimpleNamespace(long_term=True)  # read only through the capability
+
+    def init(self, frame, box) -> None:
+        self.initialized, self.box = True, tuple(box)
+
+    def track(self, frame):
+        from siam_tracking_ros.core.result import TrackResult
+
+        return TrackResult(self.box, self.score)
+
+    def reset(self) -> None:
+        self.initialized = False
+
+    # same names as the capabilities, but declared only where the class inherits them
+    def enable_global_search(self, flag: bool = True) -> None:
+        self.calls.append(("global", flag))
+
+    def set_search_scale(self, scale: float) -> None:
+        self.calls.append(("scale", scale))
+
+
+def test_capabilities_are_checked_by_type_not_by_method_name(frames) -> None:
+    """Only a tracker that declares GlobalSearch / ScalableSearch is switched while LOST (issue 11)."""
+    from siam_tracking_ros.core.capabilities import GlobalSearch, ScalableSearch
+
+    class Declared(_ScriptedTracker, GlobalSearch, ScalableSearch):
+        pass
+
+    images, boxes = frames
+    for cls, expected in [(_ScriptedTracker, []),
+                          (Declared, [("global", True), ("scale", 2.0), ("global", False), ("scale", 1.0)])]:
+        engine = TrackingEngine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=1),
+                                builder=lambda request, cls=cls: cls(0.1))
+        assert engine.load_now(ModelRequest("scripted"))[0]
+        assert engine.init(images[0], boxes[0])[0]
+        tracker = engine.tracker
+        tracker.calls.clear()
+        assert engine.step(images[1]).state == TargetState.LOST
+        tracker.score = 0.9
+        assert engine.step(images[2]).state == TargetState.TRACKING
+        assert tracker.calls == expected, cls
+        assert not engine.produces_mask
+
+
+def test_global_search_returns_to_the_configured_mode(frames) -> None:
+    """A DaSiamRPN configured for long-term search keeps it after the target is found again."""
+    images, boxes = frames
+    engine = TrackingEngine(LostPolicy(score_threshold=1.01, lost_frames=1, found_frames=1))
+    small = (("long_term", True), ("width_mult", 0.25), ("hidden", 16), ("max_instance_size", 399))
+    assert engine.load_now(ModelRequest("dasiamrpn", "random", "cpu", overrides=small))[0]
+    assert engine.tracker.global_search_configured
+    assert engine.init(images[0], boxes[0])[0]
+    assert engine.step(images[1]).state == TargetState.LOST and engine.tracker.long_term
+    engine.policy.score_threshold = -1.0
+    assert engine.step(images[2]).state == TargetState.TRACKING
+    assert engine.tracker.long_term is True

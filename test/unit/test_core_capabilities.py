@@ -33,3 +33,17 @@ def test_capability_names_of_an_instance() -> None:
     assert capabilities(object()) == frozenset()
     with pytest.raises(TypeError):
         GlobalSearch()  # type: ignore[abstract]
+
+
+def test_search_scale_and_configured_global_search_are_declared() -> None:
+    from siam_tracking_ros.core.capabilities import ScalableSearch
+    from siam_tracking_ros.trackers import build_tracker
+    from siam_tracking_ros.trackers.nanotrack import NanoTracker
+
+    assert issubclass(NanoTracker, ScalableSearch) and not issubclass(SiamRPNppTracker, ScalableSearch)
+    assert "search_scale" in capabilities(build_tracker("nanotrack", weights="random", device="cpu"))
+    for name in ("siamrpnpp", "dasiamrpn"):
+        kwargs = {"backbone": "alexnet"} if name == "siamrpnpp" else {"width_mult": 0.25, "hidden": 16}
+        assert not build_tracker(name, weights="random", device="cpu", **kwargs).global_search_configured
+        assert build_tracker(name, weights="random", device="cpu", long_term=True,
+                             **kwargs).global_search_configured
