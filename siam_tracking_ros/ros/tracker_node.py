@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -20,6 +22,36 @@ from siam_tracking_ros.ros.shutdown import (
 #: executor threads: images, services (init/reset), parameter services and the diagnostics timer each
 #: have their own callback group, so each can run while another is busy
 EXECUTOR_THREADS = 4
+
+
+class ResilientExecutor(MultiThreadedExecutor):
+    """A multi-threaded executor whose ``spin()`` survives an entity destroyed by another thread.
+
+    rclpy's executor collects the waitables of its nodes, then enters them and adds them to its
+    wait set. A subscription or publisher destroyed by another thread in between (a lifecycle
+    cleanup running in a callback thread, a test removing a subscription while a spinner runs)
+    leaves its destroyed event handlers in that list; adding them raises ``InvalidHandle`` out of
+    ``spin()``, the spinning thread ends, and no callback of any node on the executor runs again:
+    services stop answering for good (ros2/rclpy#1284). Here that one iteration is dropped
+    instead; the next collects the entities afresh, without the destroyed ones.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        #: iterations dropped because an entity was destroyed while they were being set up
+        self.dropped_iterations = 0
+        self._failures_in_a_row = 0
+
+    def spin_once(self, timeout_sec: float | None = None) -> None:
+        try:
+            super().spin_once(timeout_sec)
+        except InvalidHandle:
+            self.dropped_iterations += 1
+            self._failures_in_a_row += 1
+            if self._failures_in_a_row > 3:  # not a passing race: do not spin hot
+                time.sleep(0.01)
+            return
+        self._failures_in_a_row = 0
 
 
 class TrackerNode(Node):
@@ -42,7 +74,7 @@ def spin_node(node: Node) -> None:
 
     Cleanup ignores further SIGINTs (``ros2 launch`` forwards one after the terminal's).
     """
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor = ResilientExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         executor.spin()

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -104,9 +103,9 @@ class Probe(Node):
             return [o for o in self.objects
                     if o.header.stamp.sec == stamp.sec and o.header.stamp.nanosec == stamp.nanosec]
 
-    def call(self, client, request, timeout: float = 180.0):
-        """Call a service and wait for its answer (generous: a first ONNX export of a new input
-        shape, e.g. the wide LOST search, runs inside the tracker on a loaded machine)."""
+    def call(self, client, request, timeout: float = 60.0):
+        """Call a service and wait for its answer (the node's init/reset never wait for a running
+        track(): a missing answer is a bug, not a slow machine)."""
         assert client.wait_for_service(timeout_sec=20.0), f"service {client.srv_name} not available"
         future = client.call_async(request)
         assert wait_for(future.done, timeout), f"no answer from {client.srv_name}"
@@ -148,10 +147,18 @@ class Probe(Node):
 
 
 class Spinner:
-    """Spins nodes on a multi-threaded executor in a background thread."""
+    """Spins nodes on a multi-threaded executor in a background thread.
+
+    The executor is the node executables' :class:`~siam_tracking_ros.ros.tracker_node.ResilientExecutor`:
+    tests destroy subscriptions and publishers from their own thread while this one spins, and
+    rclpy's own executor ends its ``spin()`` with ``InvalidHandle`` when such a destruction lands
+    while it builds its wait set (ros2/rclpy#1284); every node on it then stops answering.
+    """
 
     def __init__(self, *nodes: Node) -> None:
-        self.executor = MultiThreadedExecutor(num_threads=4)
+        from siam_tracking_ros.ros.tracker_node import ResilientExecutor
+
+        self.executor = ResilientExecutor(num_threads=4)
         for node in nodes:
             self.executor.add_node(node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -223,6 +223,80 @@ def test_services_answer_while_the_tracker_is_busy(setup) -> None:
     assert wait_for(lambda: bool(probe.objects_for(5)), 20.0)  # the newest frame, once released
 
 
+def _destroy_while_collecting(node):
+    """A waitable that, the first time the executor enters it while collecting its wait set,
+    destroys ``victim`` (a subscription created after it): the race of ros2/rclpy#1284 with the
+    destruction placed deterministically between the executor's snapshot of the node's waitables
+    (which still lists the victim's event handlers, added after this one) and entering them."""
+    from rclpy.waitable import NumberOfEntities, Waitable
+
+    class DestroyWhileCollecting(Waitable):
+        def __init__(self) -> None:
+            super().__init__(node.default_callback_group)
+            self.victim, self.fired = None, False
+
+        def __enter__(self) -> None:
+            if self.victim is not None and not self.fired:
+                self.fired = True
+                node.destroy_subscription(self.victim)
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def get_num_entities(self) -> NumberOfEntities:
+            return NumberOfEntities()
+
+        def add_to_wait_set(self, wait_set) -> None:
+            return None
+
+        def is_ready(self, wait_set) -> bool:
+            return False
+
+        def take_data(self) -> None:
+            return None
+
+        async def execute(self, taken_data) -> None:
+            return None
+
+    return DestroyWhileCollecting()
+
+
+def test_spinning_survives_a_subscription_destroyed_while_the_wait_set_is_built(ros_session) -> None:
+    """The cause of the node-test flake "no answer from /tracker_node/reset": a test destroyed a
+    subscription from its own thread while the spinner's executor built its wait set; rclpy raised
+    InvalidHandle out of ``spin()`` (traceback through ``EventHandler.add_to_wait_set``), the
+    spinning thread ended and no node on it answered again. The executables and the test spinner
+    use an executor that drops that iteration instead."""
+    import rclpy
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+
+    node, caller = rclpy.create_node("spin_survivor"), rclpy.create_node("spin_survivor_caller")
+    trap = _destroy_while_collecting(node)
+    node.add_waitable(trap)
+    trap.victim = node.create_subscription(Image, "/spin_survivor/image", lambda msg: None, 10)
+    assert trap.victim.event_handlers, "rclpy made no event handlers: nothing to trip over"
+
+    def answer(request, response):
+        response.success = True
+        return response
+
+    node.create_service(Trigger, "/spin_survivor/ping", answer)
+    client = caller.create_client(Trigger, "/spin_survivor/ping")
+    spinner = Spinner(node, caller)
+    try:
+        assert wait_for(lambda: trap.fired, 20.0)
+        assert client.wait_for_service(timeout_sec=20.0)
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done, 30.0), "no answer: the executor stopped spinning"
+        assert future.result().success and spinner.thread.is_alive()
+        assert spinner.executor.dropped_iterations >= 1
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        caller.destroy_node()
+
+
 def test_a_burst_of_init_calls_is_answered(setup) -> None:
     from rclpy.qos import QoSProfile
     from siam_tracking_ros.srv import InitTarget
