@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 
 class TargetState(IntEnum):
     """Same values as the constants of ``siam_tracking_ros/msg/TrackedObject``."""
@@ -103,3 +105,13 @@ class PresenceStateMachine:
             if self._found_run >= max(1, int(self.policy.found_frames)):
                 self.state, self.just_found, self._found_run = TargetState.TRACKING, True, 0
         return self.state
+
+
+def platt_probability(raw_score: float, calibration: tuple[float, float] | None) -> float:
+    """``sigmoid(a logit(raw) + b)`` of a probability-valued raw score; the raw score when
+    ``calibration`` is None (Platt scaling fitted by :func:`~siam_tracking_ros.eval.presence.fit_platt`)."""
+    if calibration is None:
+        return raw_score
+    a, b = calibration
+    raw = min(max(raw_score, 1e-6), 1.0 - 1e-6)
+    return float(1.0 / (1.0 + np.exp(-(a * np.log(raw / (1.0 - raw)) + b))))

@@ -29,6 +29,7 @@ from torch import nn
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, AlexNetLevels, pysot_alexnet, siamfc_alexnet
 from siam_tracking_ros.models.backbones.cir_resnet import CIResNet22
 from siam_tracking_ros.models.backbones.mobilenetv2 import MobileNetV2
+from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
 from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
 from siam_tracking_ros.models.heads.attention import AttentionWeightedTemplate
 from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN
@@ -134,6 +135,8 @@ class SiameseNet(nn.Module):
         if spec.neck is not None:
             self.neck = build_part("neck", spec.neck, channels)
             channels = out_channels(self.neck, spec.neck.kwargs.get("out_channels", channels))
+            if isinstance(channels, list | tuple) and len(channels) == 1:
+                channels = channels[0]  # a single-level neck gives one map
         self._transform_name = spec.transform_name if spec.transform is not None else ""
         if spec.transform is not None:
             self.add_module(spec.transform_name, build_part("transform", spec.transform, channels))
@@ -150,14 +153,25 @@ class SiameseNet(nn.Module):
         """The head part (attribute ``spec.head_name``)."""
         return getattr(self, self._head_name)
 
+    def backbone_maps(self, image: torch.Tensor) -> Any:
+        """The backbone's maps of BGR 0..255 crops (what a frozen-feature cache stores)."""
+        return self.backbone(image.flip(1) if self.input_rgb else image)
+
+    def embed(self, maps: Any, template: bool = False) -> Any:
+        """The neck over backbone maps; templates get the neck's centre crop."""
+        return maps if self.neck is None else self.neck(maps, crop=template)
+
     def features(self, image: torch.Tensor, template: bool = False) -> Any:
         """Backbone (+ neck) features of BGR 0..255 crops; templates get the neck's centre crop."""
-        feats = self.backbone(image.flip(1) if self.input_rgb else image)
-        return feats if self.neck is None else self.neck(feats, crop=template)
+        return self.embed(self.backbone_maps(image), template)
 
     def template(self, z: torch.Tensor) -> Any:
         """Head kernels of template crops (once per target)."""
-        feats = self.features(z, template=True)
+        return self.template_from_maps(self.backbone_maps(z))
+
+    def template_from_maps(self, maps: Any) -> Any:
+        """:meth:`template` from the template's backbone maps."""
+        feats = self.embed(maps, template=True)
         if self._transform_name:
             feats = getattr(self, self._transform_name)(feats)
         kernels = self.head_module.template(feats)
@@ -165,7 +179,11 @@ class SiameseNet(nn.Module):
 
     def search(self, features: Any, x: torch.Tensor, return_features: bool = False) -> dict[str, Any]:
         """Head outputs for search crops (plus ``"x_f"``, the first feature level, when asked)."""
-        x_f = self.features(x)
+        return self.search_from_maps(features, self.backbone_maps(x), return_features)
+
+    def search_from_maps(self, features: Any, maps: Any, return_features: bool = False) -> dict[str, Any]:
+        """:meth:`search` from the search crops' backbone maps."""
+        x_f = self.embed(maps)
         out = self.head_module.search(features[1] if self.spec.template_features else features, x_f)
         out = dict(out) if isinstance(out, Mapping) else dict(zip(self.spec.outputs, _as_tuple(out),
                                                                   strict=True))
@@ -202,6 +220,7 @@ register_part("backbone", "alexnet_levels")(AlexNetLevels)
 register_part("backbone", "resnet50")(DilatedResNet50)
 register_part("backbone", "mobilenetv2")(MobileNetV2)
 register_part("backbone", "cir_resnet22")(CIResNet22)
+register_part("backbone", "mobilenetv2_imagenet")(ImageNetMobileNetV2)
 register_part("neck", "adjust")(AdjustAllLayer)
 register_part("transform", "rasnet_attention")(AttentionWeightedTemplate)
 register_part("transform", "correlation_filter")(CorrelationFilterLayer)
@@ -210,4 +229,21 @@ register_part("head", "depthwise")(DepthwiseRPN)
 register_part("head", "multi_rpn")(MultiRPN)
 register_part("head", "fc")(FCHead)
 
-__all__ = ["NetworkSpec", "PartSpec", "SiameseNet", "build_part", "list_parts", "register_part"]
+#: output stride of the ImageNet MobileNetV2 backbone (``features[:14]``)
+MOBILENETV2_STRIDE = 16
+#: its output channels
+MOBILENETV2_CHANNELS = 96
+
+
+def mobilenetv2_parts(adjust_channels: int) -> tuple[PartSpec, PartSpec]:
+    """Backbone and neck specs of the ImageNet MobileNetV2 option: ``features[:14]`` (8x8 maps for
+    a 127 exemplar, 16x16 for a 255 search crop) and a 1x1 conv + BN adjust that keeps the whole
+    8x8 template (an even kernel whose centre is the exemplar's centre)."""
+    backbone = PartSpec("mobilenetv2_imagenet", {"num_layers": 14})
+    neck = PartSpec("adjust", {"in_channels": [MOBILENETV2_CHANNELS], "out_channels": [adjust_channels],
+                               "center_size": 8})
+    return backbone, neck
+
+
+__all__ = ["MOBILENETV2_STRIDE", "NetworkSpec", "PartSpec", "SiameseNet", "build_part", "list_parts",
+           "mobilenetv2_parts", "register_part"]

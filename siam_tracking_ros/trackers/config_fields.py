@@ -75,6 +75,9 @@ class RPNDecisionFields(ConfigBase):
 
     penalty_k: float = 0.16
     lr: float = 0.30
+    #: Platt scaling ``(a, b)`` of the chosen proposal's probability into a presence probability
+    #: (fitted on validation runs by ``siam-train features``); None publishes the raw probability
+    score_calibration: tuple[float, float] | None = None
 
 
 @dataclass

@@ -30,6 +30,7 @@ from siam_tracking_ros.core.geometry import (
     padded_size,
     scale_ratio_penalty,
 )
+from siam_tracking_ros.core.presence import platt_probability
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
 from siam_tracking_ros.models.backbones.mobilenetv3 import (
@@ -292,11 +293,7 @@ class NanoTracker(SiameseTracker, ScalableSearch):
 
     def presence(self, raw_score: float) -> float:
         """Calibrated probability that the box holds the target (the raw peak if uncalibrated)."""
-        if self.config.score_calibration is None:
-            return raw_score
-        a, b = self.config.score_calibration
-        raw = min(max(raw_score, 1e-6), 1.0 - 1e-6)
-        return float(1.0 / (1.0 + np.exp(-(a * np.log(raw / (1.0 - raw)) + b))))
+        return platt_probability(raw_score, self.config.score_calibration)
 
     def _penalty(self, boxes: np.ndarray, scale_z: float) -> np.ndarray:
         """Scale/ratio change penalty of every proposal (crop pixels)."""

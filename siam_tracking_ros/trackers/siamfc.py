@@ -32,7 +32,13 @@ from siam_tracking_ros.core.geometry import (
     frame_mean,
 )
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.assembly import (
+    MOBILENETV2_STRIDE,
+    NetworkSpec,
+    PartSpec,
+    SiameseNet,
+    mobilenetv2_parts,
+)
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.config_fields import FCSearchFields, SearchFields
 from siam_tracking_ros.trackers.registry import register_tracker
@@ -44,25 +50,41 @@ class SiamFCConfig(SearchFields, FCSearchFields):
     """Architecture and tracking hyper-parameters (defaults: siamfc-pytorch); the search fields
     are :class:`~.config_fields.SearchFields` and :class:`~.config_fields.FCSearchFields`."""
 
-    #: ``siamfc`` (AlexNetV1: grouped convs, no BN after conv5) or ``pysot`` (plain, width_mult)
+    #: ``siamfc`` (AlexNetV1: grouped convs, no BN after conv5), ``pysot`` (plain, width_mult) or
+    #: ``mobilenetv2`` (ImageNet MobileNetV2 ``features[:14]``, stride 16, + a 1x1 adjust neck)
     backbone: str = "siamfc"
     width_mult: float = 1.0
     #: the network was trained on RGB crops (siamfc-pytorch); frames arrive BGR
+    #: (the MobileNetV2 backbone converts BGR itself and ignores this)
     input_rgb: bool = True
     out_scale: float = 0.001
     window_influence: float = 0.176
+    #: channels of the adjust neck over the MobileNetV2 maps
+    adjust_channels: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone == "mobilenetv2":
+            self.total_stride = MOBILENETV2_STRIDE
 
 
 def siamfc_spec(config: SiamFCConfig, depth: int = 5, transform: PartSpec | None = None,
                 transform_name: str = "transform") -> NetworkSpec:
-    """AlexNet (``config.backbone`` layout, cut after stage ``depth``) + the ``fc`` head, with an
-    optional template transform (e.g. RASNet's attention, CFNet's correlation filter)."""
+    """The ``config.backbone`` (AlexNet layouts cut after stage ``depth``, or ImageNet MobileNetV2
+    with an adjust neck) + the ``fc`` head, with an optional template transform (e.g. RASNet's
+    attention, CFNet's correlation filter)."""
+    head = PartSpec("fc", {"out_scale": config.out_scale})
+    if config.backbone == "mobilenetv2":
+        if depth != 5:
+            raise ValueError("the mobilenetv2 backbone has no AlexNet stages to cut at")
+        backbone, neck = mobilenetv2_parts(config.adjust_channels)
+        return NetworkSpec(backbone, head, neck=neck, transform=transform, transform_name=transform_name)
     if config.backbone not in ("siamfc", "pysot"):
-        raise ValueError(f"siamfc: unknown backbone '{config.backbone}' (siamfc|pysot)")
+        raise ValueError(f"siamfc: unknown backbone '{config.backbone}' (siamfc|pysot|mobilenetv2)")
     backbone = PartSpec("alexnet", {"layout": config.backbone, "width_mult": config.width_mult,
                                     "depth": depth})
-    return NetworkSpec(backbone, PartSpec("fc", {"out_scale": config.out_scale}), transform=transform,
-                       transform_name=transform_name, input_rgb=config.input_rgb)
+    return NetworkSpec(backbone, head, transform=transform, transform_name=transform_name,
+                       input_rgb=config.input_rgb)
 
 
 class SiamFCNet(SiameseNet):

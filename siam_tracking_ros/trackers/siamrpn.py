@@ -37,8 +37,15 @@ from siam_tracking_ros.core.anchors import (
     score_map_size,
 )
 from siam_tracking_ros.core.geometry import cosine_window, frame_mean
+from siam_tracking_ros.core.presence import platt_probability
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.assembly import (
+    MOBILENETV2_STRIDE,
+    NetworkSpec,
+    PartSpec,
+    SiameseNet,
+    mobilenetv2_parts,
+)
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
 from siam_tracking_ros.trackers.config_fields import AnchorFields, RPNDecisionFields, SearchFields
 from siam_tracking_ros.trackers.decision import DecisionLoop, Proposals
@@ -54,7 +61,9 @@ class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields):
     """Architecture and tracking hyper-parameters (names as pysot's config); crop, anchor and
     decision fields come from :mod:`~.config_fields`."""
 
-    #: a registered single-output backbone part: ``alexnet`` (with ``width_mult``) or ``cir_resnet22``
+    #: a registered single-output backbone part: ``alexnet`` (with ``width_mult``), ``cir_resnet22``
+    #: or ``mobilenetv2`` (ImageNet MobileNetV2 ``features[:14]`` + a 1x1 adjust neck to ``hidden``
+    #: channels; sets ``anchor_stride`` 16)
     backbone: str = "alexnet"
     #: ``upchannel`` (SiamRPN paper / DaSiamRPN) or ``depthwise`` (pysot siamrpn_alex_dwxcorr)
     head: str = "upchannel"
@@ -63,9 +72,20 @@ class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields):
     #: channels of the correlation kernels (DaSiamRPN ``feature_out``; depthwise hidden width)
     hidden: int = 256
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone == "mobilenetv2":
+            self.anchor_stride = MOBILENETV2_STRIDE
+
     def backbone_spec(self) -> PartSpec:
         """The backbone part of :attr:`backbone` (AlexNet takes :attr:`width_mult`)."""
+        if self.backbone == "mobilenetv2":
+            return mobilenetv2_parts(self.hidden)[0]
         return PartSpec(self.backbone, {"width_mult": self.width_mult} if self.backbone == "alexnet" else {})
+
+    def neck_spec(self) -> PartSpec | None:
+        """The adjust neck of the ``mobilenetv2`` backbone (none for the others)."""
+        return mobilenetv2_parts(self.hidden)[1] if self.backbone == "mobilenetv2" else None
 
 
 #: the RPN heads and the keyword that sets their hidden (kernel) width
@@ -73,13 +93,13 @@ RPN_HEADS = {"upchannel": "hidden", "depthwise": "out_channels"}
 
 
 def rpn_spec(backbone: PartSpec, head: str, anchor_num: int, hidden: int,
-             template_features: bool = True) -> NetworkSpec:
-    """``backbone`` + the RPN head ``head`` (``upchannel|depthwise``) as attribute ``rpn_head``;
-    ``template`` returns ``(z_f, kernels)`` unless ``template_features`` is false."""
+             template_features: bool = True, neck: PartSpec | None = None) -> NetworkSpec:
+    """``backbone`` (+ ``neck``) + the RPN head ``head`` (``upchannel|depthwise``) as attribute
+    ``rpn_head``; ``template`` returns ``(z_f, kernels)`` unless ``template_features`` is false."""
     if head not in RPN_HEADS:
         raise ValueError(f"unknown RPN head '{head}' ({'|'.join(RPN_HEADS)})")
     return NetworkSpec(backbone, PartSpec(head, {"anchor_num": anchor_num, RPN_HEADS[head]: hidden}),
-                       head_kind="rpn", outputs=("cls", "loc"), head_name="rpn_head",
+                       neck=neck, head_kind="rpn", outputs=("cls", "loc"), head_name="rpn_head",
                        template_features=template_features)
 
 
@@ -90,7 +110,8 @@ class SiamRPNNet(SiameseNet):
     head_kind = "rpn"
 
     def __init__(self, config: SiamRPNConfig) -> None:
-        super().__init__(rpn_spec(config.backbone_spec(), config.head, config.anchor_num, config.hidden))
+        super().__init__(rpn_spec(config.backbone_spec(), config.head, config.anchor_num, config.hidden,
+                                  neck=config.neck_spec()))
 
 
 class RPNGeometry(NamedTuple):
@@ -192,9 +213,10 @@ class SiamRPNTracker(DecisionLoop):
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         decision, _ = self.decide(frame)
-        return TrackResult(decision.box, decision.score,
-                           extra={"pscore": decision.pscore, "instance_size": decision.region.instance_size,
-                                  "lost": self._lost})
+        score = platt_probability(decision.score, self.config.score_calibration)
+        return TrackResult(decision.box, score,
+                           extra={"raw_score": decision.score, "pscore": decision.pscore,
+                                  "instance_size": decision.region.instance_size, "lost": self._lost})
 
 
 def _refuse_other_layouts(state: Mapping[str, torch.Tensor], variant: str) -> None:

@@ -17,7 +17,6 @@ Three resumable steps, all under the run's ``work_dir`` (outside the repository)
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -34,10 +33,18 @@ from torch import nn
 
 from siam_tracking_ros.train.augment import AugmentSpec
 from siam_tracking_ros.train.config import DatasetConfig
-from siam_tracking_ros.train.losses import balanced_cross_entropy, iou_loss
 from siam_tracking_ros.train.objectives.ban import PointObjective
-from siam_tracking_ros.train.objectives.base import HeadGeometry
 from siam_tracking_ros.train.pairs import Pair, PairSampler, PairSpec
+from siam_tracking_ros.train.students import (
+    CACHE_GEOMETRY,
+    NanoTrackStudent,
+    SiameseStudent,
+    copy_network,
+    pair_loss,
+)
+
+__all__ = ["AbsentPairSampler", "AbsentSpec", "FeatureCache", "FeatureTrainer", "FeatureTrainingConfig",
+           "load_feature_config", "pair_loss", "recalibrate"]
 
 
 @dataclass
@@ -59,6 +66,14 @@ class FeatureTrainingConfig:
     validation_root: str
     validation_sequences: list[str]
     export_to: str
+    #: the registered variant to train (``nanotrack`` or an assembled variant, see
+    #: :mod:`siam_tracking_ros.train.students`)
+    variant: str = "nanotrack"
+    #: use the finished cache of another run (same pretrained backbone and crops) instead of one
+    #: of this run's own
+    cache_run: str = ""
+    #: options of the variant's training objective (e.g. ``r_pos`` of SiamFC's)
+    objective: dict[str, Any] = field(default_factory=dict)
     variant_options: dict[str, Any] = field(default_factory=lambda: {"version": "v2",
                                                                       "backbone": "mobilenetv2"})
     pretrained: str = "mobilenetv2_torchvision"
@@ -179,51 +194,43 @@ class AbsentPairSampler:
 
 # ---------------------------------------------------------------------------------------- model
 
-class FeatureStudent(nn.Module):
-    """The trainable part of a NanoTrack-on-MobileNetV2 network over cached frozen maps."""
-
-    def __init__(self, net: nn.Module, trainable_from: int) -> None:
-        super().__init__()
-        self.net = net
-        self.trainable_from = trainable_from
-        self.upper = net.backbone.features[trainable_from:]
-
-    def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """``features[:trainable_from]`` of BGR 0..255 crops, BN in eval mode (ImageNet's
-        statistics must never be updated by the probe or cache batches)."""
-        backbone = self.net.backbone
-        backbone.eval()
-        rgb = crops.flip(1) * backbone.scale + backbone.shift
-        return backbone.features[:self.trainable_from](rgb)
-
-    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
-        head = self.net.ban_head
-        cls, loc = head.correlate(head.prepare(self.upper(zf)), self.upper(xf))
-        return {"cls": cls, "loc": loc}
-
-    def train_mode(self) -> None:
-        """Head in training mode; backbone BN statistics stay frozen (ImageNet's)."""
-        self.net.eval()
-        self.net.ban_head.train()
-
-
 def build_network(cfg: FeatureTrainingConfig) -> nn.Module:
-    """NanoTrack network with the pretrained backbone loaded (head random)."""
-    from siam_tracking_ros.trackers.nanotrack import NanoTrackNet
+    """The variant's network with the pretrained backbone loaded (the rest random, or
+    ``init_weights``)."""
     from siam_tracking_ros.train.pretrained import load_pretrained
 
     options = cfg.variant_options
-    net = NanoTrackNet(options.get("version", "v2"), options.get("backbone", "mobilenetv2"))
+    if cfg.variant == "nanotrack":
+        from siam_tracking_ros.trackers.nanotrack import NanoTrackNet
+
+        net = NanoTrackNet(options.get("version", "v2"), options.get("backbone", "mobilenetv2"))
+    else:
+        from siam_tracking_ros.trackers.registry import get_spec, make_config
+
+        net = get_spec(cfg.variant).builder(make_config(cfg.variant, **options), torch.device("cpu")).model
     net.backbone.load_state_dict(load_pretrained(cfg.pretrained), strict=True)
     if cfg.init_weights:
         from siam_tracking_ros.weights.io import load_project_file, load_state_into
 
         state, metadata = load_project_file(cfg.init_weights)
-        if metadata.get("variant") != "nanotrack":
+        if metadata.get("variant") != cfg.variant:
             raise ValueError(f"init_weights {cfg.init_weights} is for '{metadata.get('variant')}', "
-                             "not nanotrack")
-        load_state_into(net, state, "nanotrack")
+                             f"not {cfg.variant}")
+        load_state_into(net, state, cfg.variant)
     return net
+
+
+def build_student(cfg: FeatureTrainingConfig, net: nn.Module) -> NanoTrackStudent | SiameseStudent:
+    """The student of ``cfg.variant`` around ``net`` (see :mod:`siam_tracking_ros.train.students`)."""
+    if cfg.variant == "nanotrack":
+        return NanoTrackStudent(net, cfg.trainable_from, cfg.distill_weight, cfg.box_distill_weight,
+                                cfg.box_distill_threshold)
+    if cfg.trainable_from != 14 or not hasattr(net, "search_from_maps"):
+        raise ValueError(f"{cfg.variant}: feature training needs an assembled network on the "
+                         "mobilenetv2 backbone with trainable_from 14")
+    from siam_tracking_ros.trackers.registry import make_config
+
+    return SiameseStudent(cfg.variant, net, make_config(cfg.variant, **cfg.variant_options), cfg.objective)
 
 
 def load_teacher(cfg: FeatureTrainingConfig) -> nn.Module | None:
@@ -274,7 +281,7 @@ class FeatureCache:
 class _FrozenPart(nn.Module):
     """Normalisation + ``features[:trainable_from]`` as one module (for export)."""
 
-    def __init__(self, student: FeatureStudent) -> None:
+    def __init__(self, student: NanoTrackStudent | SiameseStudent) -> None:
         super().__init__()
         self.student = student
 
@@ -330,11 +337,33 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def fill_cache(cfg: FeatureTrainingConfig, student: FeatureStudent, teacher: nn.Module | None,
-               objective: PointObjective, chunk: int = 64) -> FeatureCache:
+def cache_folder(cfg: FeatureTrainingConfig) -> Path:
+    """The run's cache, or the one of ``cfg.cache_run`` (a sibling run folder)."""
+    run_dir = cfg.run_dir.parent / cfg.cache_run if cfg.cache_run else cfg.run_dir
+    return run_dir / f"cache_from{cfg.trainable_from}"
+
+
+def shared_cache(cfg: FeatureTrainingConfig, student: NanoTrackStudent | SiameseStudent) -> FeatureCache:
+    """The finished cache of ``cfg.cache_run``, checked against the student's frozen maps."""
+    folder = cache_folder(cfg)
+    if not (folder / "meta.json").exists():
+        raise FileNotFoundError(f"no cache at {folder}: run the config of run '{cfg.cache_run}' with "
+                                "--cache-only first")
+    cache = FeatureCache(folder)
+    with torch.inference_mode():
+        z = student.frozen_features(torch.zeros(1, 3, 127, 127))
+    if tuple(cache.arrays["zf"].shape[1:]) != tuple(z.shape[1:]) or cache.count < cache.capacity:
+        raise ValueError(f"cache {folder} ({cache.count}/{cache.capacity} pairs, maps "
+                         f"{cache.arrays['zf'].shape[1:]}) does not fit this run (maps {tuple(z.shape[1:])})")
+    return cache
+
+
+def fill_cache(cfg: FeatureTrainingConfig, student: NanoTrackStudent | SiameseStudent,
+               teacher: nn.Module | None, chunk: int = 64) -> FeatureCache:
     """Create or continue the run's feature cache until it holds ``cfg.pairs`` pairs."""
     from siam_tracking_ros.train.trainer import build_sources
 
+    objective = PointObjective(CACHE_GEOMETRY)
     spec = PairSpec(negative=cfg.negative, template=cfg.template_aug, search=cfg.search_aug)
     sampler = AbsentPairSampler(PairSampler(build_sources(cfg.datasets), spec), cfg.absent)
     with torch.inference_mode():
@@ -350,7 +379,7 @@ def fill_cache(cfg: FeatureTrainingConfig, student: FeatureStudent, teacher: nn.
         if teacher is None:
             raise ValueError("teacher_boxes: true needs a teacher")
         shapes["teacher_loc"] = ((n, 4, size, size), np.float16)
-    cache = FeatureCache(cfg.run_dir / f"cache_from{cfg.trainable_from}", shapes)
+    cache = FeatureCache(cache_folder(cfg), shapes)
     if cfg.teacher_boxes and "teacher_loc" not in cache.arrays:
         raise ValueError(f"{cache.folder} was made without teacher boxes: use a new run name")
     if cache.count >= n:
@@ -359,7 +388,8 @@ def fill_cache(cfg: FeatureTrainingConfig, student: FeatureStudent, teacher: nn.
     frozen = OnnxRunner(_FrozenPart(student), (x_example,), cfg.run_dir / "onnx" / "frozen.onnx",
                         cfg.threads)
     teacher_score = None if teacher is None else OnnxRunner(
-        _TeacherScore(teacher, cfg.teacher_boxes), (z_example, x_example), cfg.run_dir / "onnx" / "teacher.onnx", cfg.threads)
+        _TeacherScore(teacher, cfg.teacher_boxes), (z_example, x_example),
+        cfg.run_dir / "onnx" / "teacher.onnx", cfg.threads)
     start_time = time.monotonic()
     done = cache.count
     while done < n:
@@ -404,37 +434,6 @@ def _encode_chunk(pairs: list[Pair], frozen: OnnxRunner, teacher: OnnxRunner | N
 
 # ---------------------------------------------------------------------------------------- train
 
-def pair_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], distill_weight: float,
-              box_weight: float = 0.0, box_threshold: float = 0.5
-              ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Balanced CE + IoU at positives + BCE of the foreground probability to the teacher's
-    (+ ``box_weight`` x IoU loss to the teacher's boxes where it is confident, if cached)."""
-    labels = batch["labels"].long()
-    cls = out["cls"].float()
-    cls_loss = balanced_cross_entropy(cls.permute(0, 2, 3, 1).reshape(-1, 2), labels.reshape(-1))
-    positives = labels == 1
-    pred = out["loc"].float().permute(0, 2, 3, 1)[positives]
-    target = batch["loc_target"].float().permute(0, 2, 3, 1)[positives]
-    loc_loss = iou_loss(pred, target, "log")
-    total = cls_loss + loc_loss
-    parts = {"cls": float(cls_loss.detach()), "loc": float(loc_loss.detach())}
-    teacher = batch["teacher"].float()
-    use = (~batch["negative"]) & (teacher[:, 0, 0] >= 0)
-    if distill_weight > 0 and use.any():
-        fg_logit = cls[:, 1] - cls[:, 0]
-        distill = nn.functional.binary_cross_entropy_with_logits(fg_logit[use], teacher[use])
-        total = total + distill_weight * distill
-        parts["distill"] = float(distill.detach())
-    if box_weight > 0 and "teacher_loc" in batch:
-        confident = (teacher >= box_threshold) & (~batch["negative"])[:, None, None]
-        pred = out["loc"].float().permute(0, 2, 3, 1)[confident]
-        target = batch["teacher_loc"].float().permute(0, 2, 3, 1)[confident]
-        box_distill = iou_loss(pred, target, "log")
-        total = total + box_weight * box_distill
-        parts["box_distill"] = float(box_distill.detach())
-    return total, parts
-
-
 def _batch(cache: FeatureCache, indices: np.ndarray) -> dict[str, torch.Tensor]:
     order = np.sort(indices)
     return {key: torch.from_numpy(np.asarray(array[order])) for key, array in cache.arrays.items()}
@@ -454,11 +453,8 @@ class FeatureTrainer:
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.net = build_network(cfg).eval()
-        self.student = FeatureStudent(self.net, cfg.trainable_from)
-        geometry = HeadGeometry(exemplar_size=127, instance_size=255, score_size=16, stride=16)
-        self.objective = PointObjective(geometry)
-        head_params = list(self.net.ban_head.parameters())
-        upper_params = [p for p in self.student.upper.parameters()]
+        self.student = build_student(cfg, self.net)
+        head_params, upper_params = self.student.parameter_groups()
         for p in self.net.backbone.parameters():
             p.requires_grad_(False)
         for p in upper_params:
@@ -501,9 +497,12 @@ class FeatureTrainer:
     def run(self, cache_only: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        teacher = load_teacher(cfg)
-        cache = fill_cache(cfg, self.student, teacher, self.objective)
-        del teacher
+        if cfg.cache_run:
+            cache = shared_cache(cfg, self.student)
+        else:
+            teacher = load_teacher(cfg)
+            cache = fill_cache(cfg, self.student, teacher)
+            del teacher
         if cache_only:
             return {"cache": str(cache.folder), "pairs": cache.count}
         if self.load_checkpoint():
@@ -529,9 +528,7 @@ class FeatureTrainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group["lr_mult"]
                 batch = _batch(cache, order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-                out = self.student(batch["zf"].float(), batch["xf"].float())
-                loss, parts = pair_loss(out, batch, cfg.distill_weight, cfg.box_distill_weight,
-                                        cfg.box_distill_threshold)
+                loss, parts = self.student.loss(batch, np.random.default_rng([cfg.seed, 11, global_step]))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
@@ -566,19 +563,13 @@ class FeatureTrainer:
 
         options = {**self.cfg.variant_options, **self.cfg.tracker_options}
         if calibration is not None:
-            options["score_calibration"] = calibration
-        return make_config("nanotrack", **options)
+            options.update(calibration_options(self.cfg.variant, calibration))
+        return make_config(self.cfg.variant, **options)
 
     def tracker(self, state: dict[str, torch.Tensor] | None = None,
                 calibration: tuple[float, float] | None = None) -> Any:
-        from siam_tracking_ros.trackers.nanotrack import NanoTracker
-
-        net = copy.deepcopy(self.net)
-        if state is not None:
-            net.load_state_dict(state)
-        tracker = NanoTracker(net, self.tracker_config(calibration), torch.device("cpu"))
-        tracker.name = "nanotrack"
-        return tracker
+        """The variant's tracker on a copy of the network (holding ``state`` when given)."""
+        return self.student.tracker(copy_network(self.net, state), self.tracker_config(calibration))
 
     def validation_sequences(self) -> list[Any]:
         from siam_tracking_ros.data.sequences import find_sequences
@@ -607,7 +598,9 @@ class FeatureTrainer:
                                            self.cfg.calibration_splice_frames,
                                            self.cfg.validation_max_frames)
         try:
-            calibration: tuple[float, float] | None = fit_platt(samples.raw_scores, samples.present)
+            calibration: tuple[float, float] | None = fit_platt(
+                probability_scores(self.cfg.variant, samples.raw_scores), samples.present)
+            calibration_options(self.cfg.variant, calibration)  # raises for a slope <= 0
         except ValueError as exc:  # e.g. a model that never holds the target: publish raw peaks
             print(f"warning: no score calibration: {exc}", file=sys.stderr)
             calibration = None
@@ -616,11 +609,36 @@ class FeatureTrainer:
                                          "epochs": self.epoch, "pretrained": self.cfg.pretrained,
                                          "teacher": Path(self.cfg.teacher).name if self.cfg.teacher else "",
                                          "history": self.history})}
-        path = save_weights(self.cfg.export_to, state, "nanotrack", config, half=True, extra=extra)
+        path = save_weights(self.cfg.export_to, state, self.cfg.variant, config, half=True, extra=extra)
         (self.cfg.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"exported": str(path), "best_val_auc": self.best_auc, "epochs": self.epoch,
                 "calibration": list(calibration) if calibration else None,
                 "calibration_samples": len(samples.present)}
+
+
+def _logit_scores(variant: str) -> bool:
+    """Whether the variant's raw score is a logit (SiamFC family: a calibrated sigmoid of the raw
+    peak) rather than a probability (NanoTrack, the RPN family)."""
+    from siam_tracking_ros.trackers.config_fields import FCSearchFields
+    from siam_tracking_ros.trackers.registry import get_spec
+
+    return issubclass(get_spec(variant).config_cls, FCSearchFields)
+
+
+def probability_scores(variant: str, raw: np.ndarray) -> np.ndarray:
+    """Raw scores as the probabilities :func:`fit_platt` expects (a logit goes through a sigmoid)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(raw, np.float64))) if _logit_scores(variant) else raw
+
+
+def calibration_options(variant: str, calibration: tuple[float, float]) -> dict[str, Any]:
+    """Config fields that apply a Platt fit ``sigmoid(a logit(p) + b)``: ``score_calibration``, or
+    for a logit raw score ``score_temperature = 1/a``, ``score_bias = -b/a``."""
+    a, b = calibration
+    if not _logit_scores(variant):
+        return {"score_calibration": (a, b)}
+    if a <= 0:
+        raise ValueError(f"calibration slope {a:.3f} <= 0: the raw score does not rank presence")
+    return {"score_temperature": 1.0 / a, "score_bias": -b / a}
 
 
 def recalibrate(weights: str | Path, out: str | Path, sequences: list[Any], splice_frames: int = 60,

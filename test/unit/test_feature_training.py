@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,8 +16,10 @@ from siam_tracking_ros.train.feature_training import (
     AbsentSpec,
     FeatureCache,
     FeatureTrainer,
+    _batch,
     load_feature_config,
 )
+from siam_tracking_ros.train.students import search_boxes
 from siam_tracking_ros.weights.io import read_metadata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,8 +62,6 @@ def test_config_rejects_unknown_keys() -> None:
 
 
 def test_absent_pairs_hide_the_target(shared_dir: Path, have_pretrained: None, tmp_path: Path) -> None:
-    import numpy as np
-
     from siam_tracking_ros.train.pairs import PairSampler, PairSpec
     from siam_tracking_ros.train.trainer import build_sources
 
@@ -87,6 +88,10 @@ def test_tiny_run_trains_resumes_calibrates_and_exports(shared_dir: Path, have_p
     boxes = cache.arrays["search_box"][:]
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     assert boxes.shape == (64, 4) and abs(float(centres[~cache.arrays["negative"][:]].mean()) - 127) < 40
+    batch = _batch(cache, np.arange(64))
+    positive = ~batch["negative"].numpy()
+    del batch["search_box"]  # a cache made before the field existed: boxes read off the point targets
+    np.testing.assert_allclose(search_boxes(batch)[positive], boxes[positive], atol=0.5)
     teacher = cache.arrays["teacher"][:].astype("float32")
     assert teacher.min() >= 0.0 and teacher.max() <= 1.0 and teacher.max() > 0.5
     for key, value in trainer.net.backbone.state_dict().items():
@@ -135,3 +140,32 @@ def test_box_distillation_only_where_the_teacher_sees_the_target() -> None:
     batch["negative"][0] = True
     _, parts = pair_loss(out, batch, 0.0, box_weight=1.0)
     assert parts["box_distill"] == 0.0
+
+
+def test_an_assembled_variant_trains_on_the_shared_cache(shared_dir: Path, have_pretrained: None,
+                                                         tmp_path: Path) -> None:
+    FeatureTrainer(_tiny_config(tmp_path, shared_dir, epochs=1)).run(cache_only=True)
+    cfg = _tiny_config(tmp_path, shared_dir, epochs=1)
+    cfg.name, cfg.variant, cfg.cache_run = "tiny_fc", "siamfc", "tiny"
+    cfg.variant_options, cfg.teacher, cfg.tracker_options = {"backbone": "mobilenetv2"}, None, {}
+    cfg.export_to = str(tmp_path / "fc.safetensors")
+    trainer = FeatureTrainer(cfg)
+    neck_before = {k: v.clone() for k, v in trainer.net.neck.state_dict().items()}
+    summary = trainer.run()
+    assert not (cfg.run_dir / "cache_from14").exists()  # it read run 'tiny''s cache
+    assert any(not torch.equal(v, neck_before[k]) for k, v in trainer.net.neck.state_dict().items())
+    tracker = build_tracker("siamfc", weights=summary["exported"], device="cpu")
+    assert tracker.config.backbone == "mobilenetv2" and tracker.config.total_stride == 16
+    if summary["calibration"] is not None:  # a 1-epoch model may not rank presence at all
+        a, b = summary["calibration"]
+        assert tracker.config.score_temperature == pytest.approx(1 / a)
+        assert tracker.config.score_bias == pytest.approx(-b / a)
+
+
+def test_a_shared_cache_must_exist_and_be_finished(shared_dir: Path, have_pretrained: None,
+                                                   tmp_path: Path) -> None:
+    cfg = _tiny_config(tmp_path, shared_dir, epochs=1)
+    cfg.name, cfg.variant, cfg.cache_run = "tiny_fc", "siamfc", "missing"
+    cfg.variant_options = {"backbone": "mobilenetv2"}
+    with pytest.raises(FileNotFoundError, match="--cache-only"):
+        FeatureTrainer(cfg).run()

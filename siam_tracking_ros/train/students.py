@@ -1,0 +1,183 @@
+"""What ``siam-train features`` trains on top of the frozen pretrained maps, per variant.
+
+A *student* owns a variant's network with the ImageNet backbone frozen. It gives the frozen
+maps of crops (what the cache stores), runs the trainable part from cached maps, computes the
+loss of a cached batch, and builds the variant's tracker around (a copy of) its weights:
+
+- :class:`NanoTrackStudent`: NanoTrack's BAN head (point labels, IoU loss, teacher distillation),
+- :class:`SiameseStudent`: any assembled :class:`~siam_tracking_ros.models.assembly.SiameseNet`
+  variant with the ``mobilenetv2`` backbone (SiamFC family, RPN family): neck, template transform
+  and head trained with the variant's own objective, targets from the cached search boxes.
+
+Both read one cache layout, so one cache serves every variant with the same backbone and crops.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from siam_tracking_ros.train.losses import balanced_cross_entropy, iou_loss
+from siam_tracking_ros.train.objectives import geometry_from, make_objective
+from siam_tracking_ros.train.objectives.ban import PointObjective
+from siam_tracking_ros.train.objectives.base import HeadGeometry
+
+Batch = dict[str, torch.Tensor]
+
+#: point geometry of the cached labels (NanoTrack's 16x16 map over a 255 search crop)
+CACHE_GEOMETRY = HeadGeometry(exemplar_size=127, instance_size=255, score_size=16, stride=16)
+
+
+def pair_loss(out: dict[str, torch.Tensor], batch: Batch, distill_weight: float,
+              box_weight: float = 0.0, box_threshold: float = 0.5
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """NanoTrack: balanced CE + IoU at positives + BCE of the foreground probability to the
+    teacher's (+ ``box_weight`` x IoU loss to the teacher's boxes where it is confident, if cached)."""
+    labels = batch["labels"].long()
+    cls = out["cls"].float()
+    cls_loss = balanced_cross_entropy(cls.permute(0, 2, 3, 1).reshape(-1, 2), labels.reshape(-1))
+    positives = labels == 1
+    pred = out["loc"].float().permute(0, 2, 3, 1)[positives]
+    target = batch["loc_target"].float().permute(0, 2, 3, 1)[positives]
+    loc_loss = iou_loss(pred, target, "log")
+    total = cls_loss + loc_loss
+    parts = {"cls": float(cls_loss.detach()), "loc": float(loc_loss.detach())}
+    teacher = batch["teacher"].float()
+    use = (~batch["negative"]) & (teacher[:, 0, 0] >= 0)
+    if distill_weight > 0 and use.any():
+        fg_logit = cls[:, 1] - cls[:, 0]
+        distill = nn.functional.binary_cross_entropy_with_logits(fg_logit[use], teacher[use])
+        total = total + distill_weight * distill
+        parts["distill"] = float(distill.detach())
+    if box_weight > 0 and "teacher_loc" in batch:
+        confident = (teacher >= box_threshold) & (~batch["negative"])[:, None, None]
+        pred = out["loc"].float().permute(0, 2, 3, 1)[confident]
+        target = batch["teacher_loc"].float().permute(0, 2, 3, 1)[confident]
+        box_distill = iou_loss(pred, target, "log")
+        total = total + box_weight * box_distill
+        parts["box_distill"] = float(box_distill.detach())
+    return total, parts
+
+
+def search_boxes(batch: Batch) -> np.ndarray:
+    """``(B, 4)`` target boxes ``(x, y, w, h)`` in the search crops: the cached ``search_box``, or
+    (caches made before it existed) read off the cached point targets (:data:`CACHE_GEOMETRY`),
+    whose ``(l, t, r, b)`` at point 0 give the box (zeros for negative pairs: no target)."""
+    if "search_box" in batch:
+        return batch["search_box"].numpy().astype(np.float64)
+    origin = float(CACHE_GEOMETRY.positions()[0])
+    ltrb = batch["loc_target"][:, :, 0, 0].double().numpy()
+    return np.stack([origin - ltrb[:, 0], origin - ltrb[:, 1], ltrb[:, 0] + ltrb[:, 2],
+                     ltrb[:, 1] + ltrb[:, 3]], axis=1)
+
+
+class NanoTrackStudent(nn.Module):
+    """The trainable part of a NanoTrack-on-MobileNetV2 network over cached frozen maps."""
+
+    variant = "nanotrack"
+
+    def __init__(self, net: nn.Module, trainable_from: int, distill_weight: float = 1.0,
+                 box_weight: float = 0.0, box_threshold: float = 0.5) -> None:
+        super().__init__()
+        self.net = net
+        self.trainable_from = trainable_from
+        self.upper = net.backbone.features[trainable_from:]
+        self.weights = (distill_weight, box_weight, box_threshold)
+        self.objective = PointObjective(CACHE_GEOMETRY)
+
+    def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """``features[:trainable_from]`` of BGR 0..255 crops, BN in eval mode (ImageNet's
+        statistics must never be updated by the probe or cache batches)."""
+        backbone = self.net.backbone
+        backbone.eval()
+        rgb = crops.flip(1) * backbone.scale + backbone.shift
+        return backbone.features[:self.trainable_from](rgb)
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
+        head = self.net.ban_head
+        cls, loc = head.correlate(head.prepare(self.upper(zf)), self.upper(xf))
+        return {"cls": cls, "loc": loc}
+
+    def loss(self, batch: Batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """:func:`pair_loss` of one cached batch (the point labels are in the cache)."""
+        return pair_loss(self(batch["zf"].float(), batch["xf"].float()), batch, *self.weights)
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """``(head parameters, unfrozen backbone parameters)``."""
+        return list(self.net.ban_head.parameters()), list(self.upper.parameters())
+
+    def train_mode(self) -> None:
+        """Head in training mode; backbone BN statistics stay frozen (ImageNet's)."""
+        self.net.eval()
+        self.net.ban_head.train()
+
+    def tracker(self, net: nn.Module, config: Any) -> Any:
+        from siam_tracking_ros.trackers.nanotrack import NanoTracker
+
+        tracker = NanoTracker(net, config, torch.device("cpu"))
+        tracker.name = "nanotrack"
+        return tracker
+
+
+class SiameseStudent(nn.Module):
+    """An assembled variant on the frozen ImageNet MobileNetV2 (``features[:14]``): everything
+    after the backbone trains, with the variant's objective (``net.head_kind``)."""
+
+    def __init__(self, variant: str, net: nn.Module, config: Any, objective_options: dict[str, Any]
+                 ) -> None:
+        super().__init__()
+        self.variant = variant
+        self.net = net
+        self.config = config
+        self.geometry = geometry_from(config, net)
+        self.objective = make_objective(net.head_kind, self.geometry, **objective_options)
+
+    def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """The backbone's maps of BGR 0..255 crops, BN in eval mode."""
+        self.net.backbone.eval()
+        return self.net.backbone_maps(crops)
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net.search_from_maps(self.net.template_from_maps(zf), xf)
+
+    def targets(self, batch: Batch, rng: np.random.Generator) -> Batch:
+        """The objective's targets for the cached pairs (search boxes and negative flags)."""
+        boxes = search_boxes(batch)
+        negative = batch["negative"].numpy()
+        assigned = [self.objective.assign(box, bool(neg), rng) for box, neg in zip(boxes, negative,
+                                                                                   strict=True)]
+        return {key: torch.from_numpy(np.stack([a[key] for a in assigned])) for key in assigned[0]}
+
+    def loss(self, batch: Batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self(batch["zf"].float(), batch["xf"].float())
+        total, parts = self.objective.loss(out, self.targets(batch, rng))
+        return total, {key: float(value) for key, value in parts.items()}
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        backbone = {id(p) for p in self.net.backbone.parameters()}
+        return [p for p in self.net.parameters() if id(p) not in backbone], []
+
+    def train_mode(self) -> None:
+        self.net.train()
+        self.net.backbone.eval()
+
+    def tracker(self, net: nn.Module, config: Any) -> Any:
+        from siam_tracking_ros.trackers.registry import get_spec
+
+        tracker = get_spec(self.variant).builder(config, torch.device("cpu"))
+        tracker.model.load_state_dict(net.state_dict())
+        tracker.model.eval()
+        tracker.name = self.variant
+        return tracker
+
+
+def copy_network(net: nn.Module, state: dict[str, torch.Tensor] | None) -> nn.Module:
+    """A deep copy of ``net`` holding ``state`` (its own weights when None)."""
+    copied = copy.deepcopy(net)
+    if state is not None:
+        copied.load_state_dict(state)
+    return copied
