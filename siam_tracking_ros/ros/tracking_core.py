@@ -2,8 +2,9 @@
 
 Shared by the plain and the lifecycle node. Threads: the node's executor calls :meth:`TrackingEngine.init`
 and :meth:`TrackingEngine.reset`, a worker thread calls :meth:`TrackingEngine.step`, and a reload thread
-builds new models; one lock guards the tracker and the target state. The IDLE / TRACKING / LOST logic
-is :class:`~siam_tracking_ros.core.presence.PresenceStateMachine` (one for every variant).
+builds new models; init and reset never wait for a running track (see :class:`TrackingEngine`). The
+IDLE / TRACKING / LOST logic is :class:`~siam_tracking_ros.core.presence.PresenceStateMachine` (one
+for every variant).
 """
 
 from __future__ import annotations
@@ -132,8 +133,40 @@ def _finite_box(box: Sequence[float]) -> bool:
     return len(box) == 4 and all(math.isfinite(float(v)) for v in box)
 
 
+@dataclass(frozen=True)
+class _TargetCommand:
+    """The tracker side of an :meth:`TrackingEngine.init` (``frame`` and ``box``) or of a
+    :meth:`TrackingEngine.reset` (``frame`` None), left for the next holder of the tracker."""
+
+    epoch: int
+    frame: np.ndarray | None = None
+    box: tuple[float, float, float, float] | None = None
+
+
+#: (height, width) of the synthetic frame a new model is warmed up on before it is swapped in
+WARM_UP_FRAME = (480, 640)
+
+
 class TrackingEngine:
-    """Owns the tracker object and the IDLE / TRACKING / LOST state of the target."""
+    """Owns the tracker object and the IDLE / TRACKING / LOST state of the target.
+
+    Two locks, taken in this order. The *tracker lock* is held while the tracker object runs
+    (``track`` in :meth:`step`, ``init``, search-region changes, swapping in a reloaded model),
+    which can take a while. The *state lock* guards the target state (presence, last box, anchor,
+    frame size), the epoch and the pending command, and is held only for bookkeeping, never while
+    the tracker runs. :meth:`init`, :meth:`reset` and :meth:`policy_changed` (service and parameter
+    callbacks) never wait for the tracker lock: they change the target state at once, bump the
+    epoch, and leave the tracker's part as the pending command, which they run themselves when
+    the tracker is free and :meth:`step` runs before its next ``track`` otherwise. A ``track``
+    that was running meanwhile belongs to an older epoch: its result is dropped (never published
+    for the new target, nor after a reset).
+
+    A new model is warmed up before it is swapped in (:meth:`load_now`, in the reload thread): one
+    ``init`` and a normal and a LOST-width search on a synthetic frame, so that ONNX exports and
+    sessions of every input shape the engine uses (and CUDA graph captures) are made there, not
+    inside the first ``init`` or ``track``. ``init`` resets all per-target state, so tracking is
+    the same as without the warm-up.
+    """
 
     def __init__(self, policy: LostPolicy | None = None,
                  builder: Callable[[ModelRequest], Any] = build_model,
@@ -143,7 +176,8 @@ class TrackingEngine:
         self.threads = ThreadBudget(threads)
         self._builder = builder
         self._log = log or (lambda level, text: None)
-        self._lock = threading.RLock()
+        self._tracker_lock = threading.RLock()
+        self._state_lock = threading.RLock()
         self.tracker: Any = None
         self.loaded: ModelRequest | None = None
         self.load_error: str | None = None
@@ -151,7 +185,11 @@ class TrackingEngine:
         self.last_box: tuple[float, float, float, float] | None = None
         self._anchor = -1  # arrival number of the frame the target was set on
         self._frame_size: tuple[int, int] | None = None
-        self._wide_search = False
+        self._wide_search = False  # changed only with the tracker lock held
+        #: bumped by every init and reset: a track() begun in an older epoch is dropped
+        self._epoch = 0
+        self._pending: _TargetCommand | None = None
+        self._rescale = False  # lost_search_scale changed: apply it to the tracker
         self._reload = ReloadWorker(self)
 
     @property
@@ -188,7 +226,7 @@ class TrackingEngine:
 
     def load_now(self, request: ModelRequest,
                  newest_frame: Callable[[], np.ndarray | None] | None = None) -> tuple[bool, str]:
-        """Build and swap in synchronously (used by the reload thread)."""
+        """Build, warm up and swap in synchronously (used by the reload thread)."""
         started = time.monotonic()
         self.threads.apply()
         try:
@@ -199,29 +237,71 @@ class TrackingEngine:
             still = f"; still running {self.loaded.describe()}" if self.tracker is not None else ""
             self._log("error", reason + still)
             return False, reason
-        with self._lock:
-            self.tracker, self.loaded, self.load_error = tracker, request, None
-            self._wide_search = False
+        self._warm_up(tracker)  # not shared yet: no lock
+        with self._tracker_lock:  # waits for a running track() of the old model
+            with self._state_lock:
+                self.tracker, self.loaded, self.load_error = tracker, request, None
+                self._wide_search, self._pending, self._rescale = False, None, False
             message = f"loaded {request.describe()} in {time.monotonic() - started:.1f} s"
             self._log("info", message)
             self._reinit_after_reload(newest_frame)
         return True, message
 
+    def _warm_up(self, tracker: Any) -> None:
+        """Run a freshly built ``tracker`` once through the input shapes the engine will give it
+        (see the class docs); only where first calls are costly (ONNX Runtime, CUDA)."""
+        device = str(getattr(tracker, "device", "cpu"))
+        if getattr(tracker, "backend", "torch") != "onnxruntime" and not device.startswith("cuda"):
+            return
+        height, width = WARM_UP_FRAME
+        frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        started = time.monotonic()
+        try:
+            tracker.init(frame, (width / 2 - 32.0, height / 2 - 32.0, 64.0, 64.0))
+            tracker.track(frame)
+            if isinstance(tracker, GlobalSearch | ScalableSearch):
+                self._search_mode(tracker, True)
+                try:
+                    tracker.track(frame)
+                finally:
+                    self._search_mode(tracker, False)
+        except Exception as exc:  # the model still runs; its first frames may be slow
+            self._log("warn", f"warm-up of the new model failed: {_reason(exc)}")
+            return
+        finally:
+            tracker.reset()
+        self._log("info", f"warmed up the new model in {time.monotonic() - started:.1f} s")
+
     def _reinit_after_reload(self, newest_frame: Callable[[], np.ndarray | None] | None) -> None:
+        """Re-initialise the kept target on the new model (tracker lock held)."""
         if self.state == TargetState.IDLE or self.last_box is None:
             return
         frame = newest_frame() if newest_frame else None
-        if frame is None:
-            self._go_idle("no frame to re-initialise the target after the reload")
-            return
-        ok, message = self._init_locked(frame, self.last_box, self._anchor)
-        self._log("info" if ok else "warn", f"re-initialised target after reload: {message}")
+        with self._state_lock:
+            if self.state == TargetState.IDLE or self.last_box is None:
+                return
+            if frame is None:
+                self._drop_target("no frame to re-initialise the target after the reload")
+                return
+            from siam_tracking_ros.trackers.base import InvalidBoxError
+
+            try:
+                box = check_box(self.last_box, frame.shape)
+            except InvalidBoxError as exc:
+                self._drop_target(f"cannot re-initialise the target after the reload: invalid box: {exc}")
+                return
+            epoch = self._set_target(frame, box, self._anchor)
+        failure = self._apply_pending(epoch)
+        self._log("warn" if failure else "info", f"re-initialised target after reload: "
+                                                 f"{failure or self._tracking_message(box)}")
 
     def unload(self) -> None:
         """Drop the model and the target (lifecycle cleanup)."""
-        with self._lock:
+        with self._tracker_lock, self._state_lock:
+            self._epoch += 1
+            self._pending, self._rescale = None, False
+            self._drop_target("")
             self.tracker, self.loaded = None, None
-            self._go_idle("")
 
     # --- target -------------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -235,50 +315,103 @@ class TrackingEngine:
         return None
 
     def init(self, frame: np.ndarray, box: Sequence[float], anchor: int = -1) -> tuple[bool, str]:
-        """Start tracking ``box`` in ``frame``; ``(success, message)``.
+        """Start tracking ``box`` in ``frame``; ``(success, message)``. Never waits for a running
+        :meth:`step`: then the tracker is initialised before the next frame.
 
         ``anchor`` is the arrival number of ``frame``: :meth:`step` skips frames that arrived before it.
         """
+        from siam_tracking_ros.trackers.base import InvalidBoxError
+
         reason = self.unavailable_reason()
         if reason:
             return False, reason
-        with self._lock:
-            return self._init_locked(frame, box, anchor)
-
-    def _init_locked(self, frame: np.ndarray, box: Sequence[float], anchor: int) -> tuple[bool, str]:
-        from siam_tracking_ros.trackers.base import InvalidBoxError
-
-        self.threads.apply()
         try:
             checked = check_box(box, frame.shape)
-            self.tracker.init(frame, checked)
         except InvalidBoxError as exc:
             return False, f"invalid box: {exc}"
-        except Exception as exc:
-            return False, f"tracker init failed: {_reason(exc)}"
-        self._set_wide_search(False)
+        with self._state_lock:
+            epoch = self._set_target(frame, checked, anchor)
+        message = self._tracking_message(checked)
+        if not self._tracker_lock.acquire(blocking=False):
+            return True, message + " (the tracker takes it before the next frame)"
+        try:
+            failure = self._apply_pending(epoch)
+        finally:
+            self._tracker_lock.release()
+        return (False, failure) if failure else (True, message)
+
+    def _tracking_message(self, box: tuple[float, float, float, float]) -> str:
+        x, y, w, h = box
+        name = self.loaded.tracker if self.loaded else ""
+        return f"tracking with '{name}' from box ({x:.1f}, {y:.1f}, {w:.1f}, {h:.1f})"
+
+    def _set_target(self, frame: np.ndarray, box: tuple[float, float, float, float], anchor: int) -> int:
+        """The target state of a new target and its pending tracker init (state lock held); its epoch."""
+        self._epoch += 1
+        self._pending = _TargetCommand(self._epoch, frame, box)
         self.presence.start()
-        self.last_box, self._anchor, self._frame_size = checked, anchor, frame.shape[:2]
-        x, y, w, h = checked
-        return True, f"tracking with '{self.loaded.tracker}' from box ({x:.1f}, {y:.1f}, {w:.1f}, {h:.1f})"
+        self.last_box, self._anchor, self._frame_size = box, anchor, frame.shape[:2]
+        return self._epoch
 
     def reset(self) -> tuple[bool, str]:
-        """Forget the target (and the frame it was set on)."""
+        """Forget the target (and the frame it was set on). Never waits for a running :meth:`step`."""
         reason = self.unavailable_reason() if self.reloading else None
         if reason:
             return False, reason
-        with self._lock:
+        with self._state_lock:
             was = self.state
-            self._go_idle("")
+            self._epoch += 1
+            self._pending = _TargetCommand(self._epoch)
+            self._clear_target()
             self.last_box = None
+        if self._tracker_lock.acquire(blocking=False):
+            try:
+                self._apply_pending()
+            finally:
+                self._tracker_lock.release()
         return True, f"target cleared (was {was.name})"
 
-    def _go_idle(self, why: str) -> None:
+    def _apply_pending(self, epoch: int | None = None) -> str | None:
+        """Run the tracker side of the pending command and a changed search scale (tracker lock
+        held). Returns why the init of ``epoch`` failed, if that command was run and failed."""
+        with self._state_lock:
+            command, self._pending = self._pending, None
+            rescale, self._rescale = self._rescale, False
+        tracker = self.tracker
+        if tracker is None:
+            return None
+        if command is None:
+            if rescale and self._wide_search:
+                self._apply_search_scale()
+            return None
+        if command.frame is None:  # reset
+            self._set_wide_search(False)
+            tracker.reset()
+            return None
+        self.threads.apply()
+        try:
+            tracker.init(command.frame, command.box)
+        except Exception as exc:
+            reason = f"tracker init failed: {_reason(exc)}"
+            with self._state_lock:
+                if command.epoch == self._epoch:  # not superseded meanwhile: no target
+                    self._drop_target("" if command.epoch == epoch else f"{reason}; target dropped")
+                    self.last_box = None
+            return reason if command.epoch == epoch else None
+        self._set_wide_search(False)
+        return None
+
+    def _clear_target(self) -> None:
+        """No target (state lock held)."""
+        self.presence.reset()
+        self._anchor, self._frame_size = -1, None
+
+    def _drop_target(self, why: str) -> None:
+        """No target, tracker included (both locks held)."""
         if self.tracker is not None:
             self._set_wide_search(False)
             self.tracker.reset()
-        self.presence.reset()
-        self._anchor, self._frame_size = -1, None
+        self._clear_target()
         if why:
             self._log("warn", why)
 
@@ -287,24 +420,41 @@ class TrackingEngine:
         return 0 <= arrival < self._anchor
 
     def step(self, frame: np.ndarray, arrival: int = -1) -> StepOutcome | None:
-        """Track one frame (or report IDLE); None for a frame older than the init frame."""
-        with self._lock:
-            if self.is_stale(arrival):
-                return None
-            name = self.loaded.tracker if self.loaded else ""
-            if self.state == TargetState.IDLE or self.tracker is None or not self.tracker.initialized:
-                return StepOutcome(TargetState.IDLE, None, 0, 0, name)
+        """Track one frame (or report IDLE); None for a frame older than the init frame, and for
+        one whose target was re-initialised or reset while it was being tracked."""
+        with self._tracker_lock:
+            while True:
+                self._apply_pending()
+                with self._state_lock:
+                    if self._pending is not None or self._rescale:
+                        continue  # another command came while that one ran
+                    if self.is_stale(arrival):
+                        return None
+                    name = self.loaded.tracker if self.loaded else ""
+                    if self.state == TargetState.IDLE or self.tracker is None or not self.tracker.initialized:
+                        return StepOutcome(TargetState.IDLE, None, 0, 0, name)
+                    epoch, size, last_box = self._epoch, self._frame_size, self.last_box
+                    break
             self.threads.apply(worker=True)
+            resized = failure = raw = None
             try:
-                if frame.shape[:2] != self._frame_size:
-                    self._follow_resize(frame)
-                result = self._finite(self.tracker.track(frame))
+                if frame.shape[:2] != size:
+                    resized = self._rescale_target(frame, size, last_box)
+                raw = self.tracker.track(frame)
             except Exception as exc:
-                self._go_idle(f"tracking failed, target dropped: {_reason(exc)}")
-                return StepOutcome(TargetState.IDLE, None, 0, 0, name)
-            self._update_state(result)
-            box = result.box if self.state == TargetState.TRACKING else self.last_box
-            return StepOutcome(self.state, result, self.frame_count, self.frames_since_seen, name, box)
+                failure = exc
+            with self._state_lock:
+                if epoch != self._epoch:
+                    return None  # re-initialised or reset meanwhile: a result for the old target
+                if failure is not None:
+                    self._drop_target(f"tracking failed, target dropped: {_reason(failure)}")
+                    return StepOutcome(TargetState.IDLE, None, 0, 0, name)
+                if resized is not None:
+                    self._commit_resize(*resized)
+                result = self._finite(raw)
+                self._update_state(result)
+                box = result.box if self.state == TargetState.TRACKING else self.last_box
+                return StepOutcome(self.state, result, self.frame_count, self.frames_since_seen, name, box)
 
     def _finite(self, result: TrackResult) -> TrackResult:
         """``result`` with a non-finite score or box replaced (score 0, the last confident box)."""
@@ -315,22 +465,31 @@ class TrackingEngine:
         box = self.last_box if self.last_box is not None else (0.0, 0.0, 0.0, 0.0)
         return dataclasses.replace(result, box=box, score=0.0, polygon=None, mask=None)
 
-    def _follow_resize(self, frame: np.ndarray) -> None:
-        """The image size changed mid-track: rescale the target; LOST if the aspect ratio changed."""
-        (old_h, old_w), (height, width) = self._frame_size, frame.shape[:2]
+    def _rescale_target(self, frame: np.ndarray, size: tuple[int, int],
+                        last_box: tuple[float, float, float, float] | None) -> tuple:
+        """The image size changed mid-track: re-centre the tracker on the rescaled box, the wide
+        search if the aspect ratio changed (tracker lock held; :meth:`_commit_resize` records it)."""
+        (old_h, old_w), (height, width) = size, frame.shape[:2]
         sx, sy = width / old_w, height / old_h
-        x, y, w, h = self.last_box or (0.0, 0.0, 1.0, 1.0)
+        x, y, w, h = last_box or (0.0, 0.0, 1.0, 1.0)
         box = (x * sx, y * sy, w * sx, h * sy)
         self.tracker.init(frame, box)  # re-centred on the rescaled box; raises if it left the image
-        self.last_box, self._frame_size = box, (height, width)
-        change = f"image size changed from {old_w}x{old_h} to {width}x{height}"
-        if abs(sx - sy) <= 0.01 * max(sx, sy):
+        same_aspect = abs(sx - sy) <= 0.01 * max(sx, sy)
+        if not same_aspect:
+            self._set_wide_search(True)
+        return box, (old_w, old_h), (width, height), sx, same_aspect
+
+    def _commit_resize(self, box: tuple[float, float, float, float], old: tuple[int, int],
+                       new: tuple[int, int], sx: float, same_aspect: bool) -> None:
+        """Target state after :meth:`_rescale_target` (state lock held): LOST if the aspect changed."""
+        self.last_box, self._frame_size = box, (new[1], new[0])
+        change = f"image size changed from {old[0]}x{old[1]} to {new[0]}x{new[1]}"
+        if same_aspect:
             self._log("info", f"{change}: target box rescaled by {sx:.3f}")
             return
         self._log("warn", f"{change} (aspect ratio changed): target LOST until it is found again; "
                           "re-initialise it if the view changed")
         self.presence.lose()
-        self._set_wide_search(True)
 
     def _update_state(self, result: TrackResult) -> None:
         presence = self.presence
@@ -346,20 +505,34 @@ class TrackingEngine:
             self._log("info", f"target found again (score {result.score:.2f})")
 
     def policy_changed(self) -> None:
-        """Apply a changed ``lost_search_scale`` at once while searching."""
-        with self._lock:
-            if self._wide_search:
-                self._apply_search_scale()
+        """Apply a changed ``lost_search_scale`` while searching: at once if the tracker is free,
+        else before the next frame (a parameter callback never waits for a running track).
+
+        A scale not seen before makes a new input shape: on ONNX Runtime its export then runs in
+        the worker at the next wide search (frames are dropped meanwhile; services keep answering).
+        """
+        with self._state_lock:
+            self._rescale = True
+        if self._tracker_lock.acquire(blocking=False):
+            try:
+                self._apply_pending()
+            finally:
+                self._tracker_lock.release()
 
     def _set_wide_search(self, enabled: bool) -> None:
-        """While LOST: global search where the tracker offers it, and a wider search scale."""
+        """While LOST: global search where the tracker offers it, and a wider search scale
+        (tracker lock held)."""
         if enabled == self._wide_search or self.tracker is None:
             return
         self._wide_search = enabled
-        if isinstance(self.tracker, GlobalSearch):
+        self._search_mode(self.tracker, enabled)
+
+    def _search_mode(self, tracker: Any, wide: bool) -> None:
+        if isinstance(tracker, GlobalSearch):
             # back to the configured mode (a variant may run long-term search all the time)
-            self.tracker.enable_global_search(enabled or self.tracker.global_search_configured)
-        self._apply_search_scale()
+            tracker.enable_global_search(wide or tracker.global_search_configured)
+        if isinstance(tracker, ScalableSearch):
+            tracker.set_search_scale(self.policy.lost_search_scale if wide else 1.0)
 
     def _apply_search_scale(self) -> None:
         if isinstance(self.tracker, ScalableSearch):

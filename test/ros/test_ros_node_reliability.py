@@ -223,6 +223,43 @@ def test_services_answer_while_the_tracker_is_busy(setup) -> None:
     assert wait_for(lambda: bool(probe.objects_for(5)), 20.0)  # the newest frame, once released
 
 
+def test_reset_and_init_answer_while_a_frame_is_being_tracked(setup) -> None:
+    """``~/reset`` and ``~/init_target`` do not wait for a running ``track()`` (one used to hold
+    the engine lock for as long as it took, e.g. through a first ONNX export of a new input shape).
+    Here the tracker is held inside ``track()`` on an event: both services answer while it is held,
+    and their effect is applied before the next frame (the held frame's result, for the old
+    target, is dropped)."""
+    node, probe, frames, boxes = setup
+    start(probe, frames, boxes)
+    tracker, gate, released = node.runtime.engine.tracker, threading.Event(), threading.Event()
+    entered = threading.Event()
+    track = tracker.track
+
+    def held_track(frame):
+        entered.set()
+        gate.wait(60.0)  # bound only, so that a broken node cannot hang the suite
+        released.set()
+        return track(frame)
+
+    tracker.track = held_track
+    try:
+        probe.publish_frame(frames[1], 1)
+        assert wait_for(entered.is_set), "the worker never started tracking frame 1"
+        reset = probe.reset()
+        assert not released.is_set(), "reset waited for the running track()"
+        assert reset.success and "TRACKING" in reset.message, reset.message
+        init = probe.init_target(boxes[1], index=1)  # on the held frame
+        assert not released.is_set(), "init_target waited for the running track()"
+        assert init.success, init.message
+    finally:
+        gate.set()
+        del tracker.track
+    msg = probe.send_and_wait(frames[2], 2)
+    assert msg.state == TrackedObject.TRACKING and msg.frame_count == 1  # the new target, from init
+    assert not probe.objects_for(1), "the held frame's result (old target) was published after the reset"
+    assert iou((msg.x, msg.y, msg.width, msg.height), boxes[2]) > 0.5
+
+
 def _destroy_while_collecting(node):
     """A waitable that, the first time the executor enters it while collecting its wait set,
     destroys ``victim`` (a subscription created after it): the race of ros2/rclpy#1284 with the

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
+from siam_tracking_ros.core.capabilities import ScalableSearch
 from siam_tracking_ros.ros import params as P
 from siam_tracking_ros.ros.tracking_core import (
     FrameBuffer,
@@ -307,3 +308,139 @@ def test_global_search_returns_to_the_configured_mode(frames) -> None:
     engine.policy.score_threshold = -1.0
     assert engine.step(images[2]).state == TargetState.TRACKING
     assert engine.tracker.long_term is True
+
+
+# --- issue 15: init / reset / parameter changes never wait for a running track -------------------
+class _HeldTracker(_ScriptedTracker, ScalableSearch):
+    """A scripted tracker whose ``track`` can be held on an event; it records its inits."""
+
+    def __init__(self) -> None:
+        super().__init__(0.9)
+        self.gate, self.entered, self.released = threading.Event(), threading.Event(), threading.Event()
+        self.gate.set()
+        self.inits: list = []
+
+    def init(self, frame, box) -> None:
+        super().init(frame, box)
+        self.inits.append(tuple(box))
+
+    def track(self, frame):
+        self.entered.set()
+        self.gate.wait(30.0)  # a bound only: a broken engine fails the asserts instead of hanging
+        self.released.set()
+        return super().track(frame)
+
+    def hold(self) -> None:
+        self.entered.clear()
+        self.released.clear()
+        self.gate.clear()
+
+
+def test_init_reset_and_scale_changes_never_wait_for_a_running_track(frames) -> None:
+    images, boxes = frames
+    box1 = tuple(float(v) for v in boxes[1])
+    engine = TrackingEngine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=1),
+                            builder=lambda request: _HeldTracker())
+    assert engine.load_now(ModelRequest("held"))[0]
+    tracker = engine.tracker
+    assert engine.init(images[0], boxes[0])[0]
+    tracker.hold()
+    held: list = []
+    worker = threading.Thread(target=lambda: held.append(engine.step(images[1], arrival=1)))
+    worker.start()
+    try:
+        assert tracker.entered.wait(30.0)
+        ok, message = engine.reset()
+        assert not tracker.released.is_set(), "reset waited for the running track()"
+        assert ok and "was TRACKING" in message and engine.state == TargetState.IDLE
+        ok, message = engine.init(images[1], boxes[1], anchor=1)
+        assert not tracker.released.is_set(), "init waited for the running track()"
+        assert ok, message
+        assert engine.state == TargetState.TRACKING and engine.last_box == box1
+    finally:
+        tracker.gate.set()
+        worker.join(30.0)
+    assert held == [None]  # the held frame was tracked for the cleared target: its result is dropped
+    assert tracker.inits[-1] != box1  # the tracker is initialised by the next holder of the tracker
+    outcome = engine.step(images[2], arrival=2)
+    assert tracker.inits[-1] == box1
+    assert outcome.state == TargetState.TRACKING and outcome.frame_count == 1 and outcome.box == box1
+    assert engine.step(images[2], arrival=0) is None  # arrived before the new init frame
+
+    tracker.score = 0.1
+    assert engine.step(images[3], arrival=3).state == TargetState.LOST
+    assert tracker.calls[-1] == ("scale", 2.0)
+    tracker.hold()
+    worker = threading.Thread(target=lambda: engine.step(images[4], arrival=4))
+    worker.start()
+    try:
+        assert tracker.entered.wait(30.0)
+        engine.policy.lost_search_scale = 3.0
+        engine.policy_changed()
+        assert not tracker.released.is_set(), "policy_changed waited for the running track()"
+        assert tracker.calls[-1] == ("scale", 2.0)  # not under the running track
+    finally:
+        tracker.gate.set()
+        worker.join(30.0)
+    engine.step(images[5], arrival=5)
+    assert tracker.calls[-1] == ("scale", 3.0)  # applied before the next track
+
+
+def test_a_new_model_is_warmed_up_before_it_is_swapped_in(frames, nanotrack_weights, tmp_path,
+                                                          monkeypatch) -> None:
+    """Every ONNX export and session (template, search, LOST-width search) is made in the reload
+    thread before the model is swapped in: none inside init() or track(), which hold the tracker."""
+    from siam_tracking_ros.backends import ort
+
+    monkeypatch.setenv("SIAM_ONNX_CACHE", str(tmp_path))  # a fresh cache: every shape is exported
+    exports: list = []
+    export_pass = ort.export_pass
+
+    def counted(*args, **kwargs):
+        exports.append(threading.current_thread().name)
+        return export_pass(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "export_pass", counted)
+    images, boxes = frames
+    engine = TrackingEngine(LostPolicy(score_threshold=0.3, lost_frames=1, found_frames=1))
+    done: list = []
+    engine.request_model(ModelRequest("nanotrack", str(nanotrack_weights), "cpu",
+                                      overrides=(("version", "v2"),), threads=1),
+                         done=lambda ok, message: done.append((ok, message)))
+    assert engine.wait_idle(300.0) and done and done[0][0], done
+    tracker = engine.tracker
+    assert tracker.backend == "onnxruntime"
+    assert exports == ["model-reload"] * 3  # template, search at 255 and at 511 px (scale 2)
+    made = (tracker.template_pass.sessions, tracker.search_pass.sessions)
+    assert made == (1, 2)
+    assert engine.init(images[0], boxes[0])[0]
+    states = [engine.step(images[i]).state for i in (1, 2)]
+    engine.policy.score_threshold = 1.01  # nothing counts as seen: LOST, wide search
+    states += [engine.step(images[i]).state for i in (3, 4)]
+    assert tracker.search_scale == 2.0
+    engine.policy.score_threshold = 0.0
+    states += [engine.step(images[5]).state]
+    assert states == [TargetState.TRACKING] * 2 + [TargetState.LOST] * 2 + [TargetState.TRACKING]
+    assert exports == ["model-reload"] * 3
+    assert (tracker.template_pass.sessions, tracker.search_pass.sessions) == made
+
+
+def test_the_warm_up_leaves_tracking_unchanged(frames, nanotrack_weights) -> None:
+    """The warmed-up tracker gives bit-identical boxes and scores to one never warmed up, at the
+    normal and the wide search."""
+    from siam_tracking_ros.ros.tracking_core import build_model
+
+    images, boxes = frames
+    request = ModelRequest("nanotrack", str(nanotrack_weights), "cpu", overrides=(("version", "v2"),),
+                           threads=1)
+    engine = TrackingEngine()
+    assert engine.load_now(request)[0]
+    warmed, plain = engine.tracker, build_model(request)
+    for tracker in (warmed, plain):
+        tracker.init(images[0], boxes[0])
+    for index, scale in [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0), (5, 1.0), (6, 1.0), (7, 1.0)]:
+        results = []
+        for tracker in (warmed, plain):
+            tracker.set_search_scale(scale)
+            results.append(tracker.track(images[index]))
+        assert results[0].box == results[1].box and results[0].score == results[1].score, index
