@@ -69,6 +69,9 @@ class DaSiamRPNConfig(PresetFields, SiamRPNConfig):
                 "penalty_k": 0.04, "instance_size": 271, "adaptive": False},
         "otb": {"width_mult": 1.0, "hidden": 256, "lr": 0.30, "window_influence": 0.40,
                 "penalty_k": 0.22, "instance_size": 271, "adaptive": False},
+        #: ours: ImageNet MobileNetV2 + 64-channel adjust (the packaged weights, siam-train features)
+        "mobilenetv2": {"width_mult": 1.0, "hidden": 64, "lr": 0.30, "window_influence": 0.40,
+                        "penalty_k": 0.16, "instance_size": 255, "adaptive": False},
     }
 
     width_mult: float | None = None  # type: ignore[assignment]
@@ -94,6 +97,10 @@ class DaSiamRPNConfig(PresetFields, SiamRPNConfig):
     found_threshold: float = 0.7
     search_step: int = 64
     max_instance_size: int = 767
+
+    def default_preset(self) -> str:
+        """``mobilenetv2`` on that backbone, else ``big`` (SiamRPNBIG)."""
+        return "mobilenetv2" if self.backbone == "mobilenetv2" else "big"
 
 
 class DistractorMemory:

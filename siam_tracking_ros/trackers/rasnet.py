@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from siam_tracking_ros.models.assembly import PartSpec, SiameseNet
-from siam_tracking_ros.models.backbones.alexnet import alexnet_output_size
 from siam_tracking_ros.trackers.registry import register_tracker
-from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker, siamfc_spec
+from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker, exemplar_map_size, siamfc_spec
 
 
 @dataclass
@@ -39,7 +38,7 @@ class RASNetNet(SiameseNet):
     head_kind = "fc"
 
     def __init__(self, config: RASNetConfig) -> None:
-        attention = PartSpec("rasnet_attention", {"template_size": alexnet_output_size(config.exemplar_size),
+        attention = PartSpec("rasnet_attention", {"template_size": exemplar_map_size(config),
                                                   "hidden": config.attention_hidden,
                                                   "reduction": config.channel_reduction})
         super().__init__(siamfc_spec(config, transform=attention, transform_name="attention"))

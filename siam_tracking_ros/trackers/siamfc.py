@@ -39,6 +39,7 @@ from siam_tracking_ros.models.assembly import (
     SiameseNet,
     mobilenetv2_parts,
 )
+from siam_tracking_ros.models.backbones.alexnet import alexnet_output_size
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.config_fields import FCSearchFields, SearchFields
 from siam_tracking_ros.trackers.registry import register_tracker
@@ -85,6 +86,14 @@ def siamfc_spec(config: SiamFCConfig, depth: int = 5, transform: PartSpec | None
                                     "depth": depth})
     return NetworkSpec(backbone, head, transform=transform, transform_name=transform_name,
                        input_rgb=config.input_rgb)
+
+
+def exemplar_map_size(config: SiamFCConfig, depth: int = 5) -> int:
+    """Side of the exemplar's feature map: AlexNet's output after stage ``depth`` (no padding), or
+    ``ceil(exemplar / 16)`` on the padded MobileNetV2 (8 for 127)."""
+    if config.backbone == "mobilenetv2":
+        return -(-config.exemplar_size // MOBILENETV2_STRIDE)
+    return alexnet_output_size(config.exemplar_size, depth)
 
 
 class SiamFCNet(SiameseNet):

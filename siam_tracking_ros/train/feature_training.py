@@ -62,10 +62,11 @@ class FeatureTrainingConfig:
     """Everything one ``siam-train features`` run needs (see ``config/train/nanotrack_mnv2.yaml``)."""
 
     name: str
-    datasets: list[DatasetConfig]
     validation_root: str
     validation_sequences: list[str]
     export_to: str
+    #: where the cache's pairs come from (not needed with ``cache_run``)
+    datasets: list[DatasetConfig] = field(default_factory=list)
     #: the registered variant to train (``nanotrack`` or an assembled variant, see
     #: :mod:`siam_tracking_ros.train.students`)
     variant: str = "nanotrack"
@@ -210,14 +211,29 @@ def build_network(cfg: FeatureTrainingConfig) -> nn.Module:
         net = get_spec(cfg.variant).builder(make_config(cfg.variant, **options), torch.device("cpu")).model
     net.backbone.load_state_dict(load_pretrained(cfg.pretrained), strict=True)
     if cfg.init_weights:
-        from siam_tracking_ros.weights.io import load_project_file, load_state_into
-
-        state, metadata = load_project_file(cfg.init_weights)
-        if metadata.get("variant") != cfg.variant:
-            raise ValueError(f"init_weights {cfg.init_weights} is for '{metadata.get('variant')}', "
-                             f"not {cfg.variant}")
-        load_state_into(net, state, cfg.variant)
+        load_init_weights(net, cfg.init_weights, cfg.variant)
     return net
+
+
+def load_init_weights(net: nn.Module, path: str, variant: str) -> list[str]:
+    """Start ``net`` from one of our exported files, possibly of another variant on the same
+    network (e.g. Siam-BM from SiamFC, DaSiamRPN from SiamRPN). Every tensor of the file must fit
+    the network; the network's parts the file lacks (e.g. RASNet's attention on SiamFC weights)
+    keep their initialisation and are returned (and printed)."""
+    from siam_tracking_ros.weights.io import WeightsError, load_project_file
+
+    state, metadata = load_project_file(path)
+    own = net.state_dict()
+    unexpected = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+    if unexpected:
+        raise WeightsError(f"init_weights {path} ('{metadata.get('variant')}') does not fit the "
+                           f"'{variant}' network: {unexpected[:5]}")
+    missing = sorted(set(own) - set(state))
+    net.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in state.items()}}, strict=True)
+    if missing:
+        print(f"init_weights: {len(missing)} tensors not in {Path(path).name} keep their "
+              f"initialisation ({', '.join(missing[:3])}...)", file=sys.stderr)
+    return missing
 
 
 def build_student(cfg: FeatureTrainingConfig, net: nn.Module) -> NanoTrackStudent | SiameseStudent:
@@ -363,6 +379,8 @@ def fill_cache(cfg: FeatureTrainingConfig, student: NanoTrackStudent | SiameseSt
     """Create or continue the run's feature cache until it holds ``cfg.pairs`` pairs."""
     from siam_tracking_ros.train.trainer import build_sources
 
+    if not cfg.datasets:
+        raise ValueError(f"{cfg.name}: no datasets to draw the cache's pairs from (or set cache_run)")
     objective = PointObjective(CACHE_GEOMETRY)
     spec = PairSpec(negative=cfg.negative, template=cfg.template_aug, search=cfg.search_aug)
     sampler = AbsentPairSampler(PairSampler(build_sources(cfg.datasets), spec), cfg.absent)
