@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.core.result import TrackResult
+from siam_tracking_ros.models.assembly import build_part, mobilenetv2_parts
 from siam_tracking_ros.models.backbones.alexnet import make_alexnet, stage_outputs
 from siam_tracking_ros.models.heads.cf_layer import center_crop
 from siam_tracking_ros.models.heads.dsiam_transforms import (
@@ -40,7 +41,8 @@ from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker
 class DSiamConfig(SiamFCConfig):
     """SiamFC options and hyper-parameters plus DSiam's transforms and fusion."""
 
-    #: comma-separated AlexNet stages whose responses are fused
+    #: comma-separated AlexNet stages whose responses are fused (the ``mobilenetv2`` backbone has
+    #: one level: its adjusted ``features[:14]`` map)
     layers: str = "conv4,conv5"
     #: regularisers of V and W, relative to the mean spectral power of the regression input
     lambda_v: float = 0.1
@@ -72,24 +74,50 @@ class DSiamNet(nn.Module):
         if not self.layers:
             raise ValueError("dsiam: 'layers' names no stage")
         self.input_rgb = config.input_rgb
-        self.backbone = make_alexnet(config.backbone, config.width_mult)
+        self.neck: nn.Module | None = None
+        if config.backbone == "mobilenetv2":
+            backbone, neck = mobilenetv2_parts(config.adjust_channels)
+            self.backbone = build_part("backbone", backbone)
+            self.neck = build_part("neck", neck)
+            self.layers = ("features",)
+        else:
+            self.backbone = make_alexnet(config.backbone, config.width_mult)
         self.heads = nn.ModuleList(FCHead(config.out_scale) for _ in self.layers)
         self.fusion = ElementwiseFusion(len(self.layers), config.score_size)
 
-    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """Per-layer features of BGR 0..255 crops."""
+    def backbone_maps(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """The backbone's maps of BGR 0..255 crops (the MobileNetV2 map, or the fused AlexNet stages)."""
+        if self.neck is not None:
+            return self.backbone(image)
         return stage_outputs(self.backbone, image.flip(1) if self.input_rgb else image, self.layers)
 
+    def embed(self, maps: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-layer features from backbone maps (the adjust neck on MobileNetV2)."""
+        return [self.neck(maps)] if self.neck is not None else list(maps)
+
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer features of BGR 0..255 crops."""
+        return self.embed(self.backbone_maps(image))
+
     def template(self, z: torch.Tensor) -> dict[str, list]:
-        return {"kernels": self.features(z), "search_transforms": [None] * len(self.layers)}
+        return self.template_from_maps(self.backbone_maps(z))
+
+    def template_from_maps(self, maps: torch.Tensor | list[torch.Tensor]) -> dict[str, list]:
+        """:meth:`template` from the backbone maps (identity transforms)."""
+        return {"kernels": self.embed(maps), "search_transforms": [None] * len(self.layers)}
 
     def respond(self, kernels: list[torch.Tensor], search: list[torch.Tensor]) -> torch.Tensor:
         """Fused response ``(B, 1, S, S)`` of per-layer kernels and search features."""
         return self.fusion([head(k, x) for head, k, x in zip(self.heads, kernels, search, strict=True)])
 
     def search(self, features: dict[str, list], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.search_from_maps(features, self.backbone_maps(x))
+
+    def search_from_maps(self, features: dict[str, list], maps: torch.Tensor | list[torch.Tensor]
+                         ) -> dict[str, torch.Tensor]:
+        """:meth:`search` from the search crops' backbone maps."""
         transformed = [apply_transform(w, f) for w, f in
-                       zip(features["search_transforms"], self.features(x), strict=True)]
+                       zip(features["search_transforms"], self.embed(maps), strict=True)]
         return {"score": self.respond(features["kernels"], transformed)}
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
