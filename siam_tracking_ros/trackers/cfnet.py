@@ -20,13 +20,12 @@ import torch
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.assembly import PartSpec, SiameseNet
 from siam_tracking_ros.models.backbones.alexnet import (
-    alexnet_output_size,
     alexnet_stride,
     stage_index,
 )
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.seed_fc_common import ContextTemplateTracker
-from siam_tracking_ros.trackers.siamfc import SiamFCConfig, siamfc_spec
+from siam_tracking_ros.trackers.siamfc import SiamFCConfig, exemplar_map_size, siamfc_spec
 
 
 @dataclass
@@ -49,7 +48,8 @@ class CFNetConfig(SiamFCConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.total_stride = alexnet_stride(stage_index(self.cf_layer))
+        if self.backbone != "mobilenetv2":  # (its stride is set by SiamFCConfig)
+            self.total_stride = alexnet_stride(stage_index(self.cf_layer))
 
 
 class CFNetNet(SiameseNet):
@@ -63,7 +63,9 @@ class CFNetNet(SiameseNet):
 
     def __init__(self, config: CFNetConfig) -> None:
         depth = stage_index(config.cf_layer)
-        cf = PartSpec("correlation_filter", {"crop_size": alexnet_output_size(config.exemplar_size, depth),
+        if config.backbone == "mobilenetv2":
+            depth = 5  # the whole backbone; cf_layer names AlexNet stages
+        cf = PartSpec("correlation_filter", {"crop_size": exemplar_map_size(config, depth),
                                              "lam": config.cf_lambda, "sigma_fraction": config.cf_sigma})
         super().__init__(siamfc_spec(config, depth, transform=cf, transform_name="cf"))
 
