@@ -35,11 +35,18 @@ def test_node_latency_report(node_args: list[str], tmp_path: Path) -> None:
     assert row["dropped"] == row["published"] - row["received"]
     assert row["latency_p50_ms"] > 0 and row["latency_max_ms"] >= row["latency_p99_ms"]
     assert "| nanotrack | 320x240 |" in (tmp_path / "out" / "bench.md").read_text()
+    # the load columns (issue 15): frames that reached the node, processed rate, service round
+    # trips while streaming, node memory at the start and the end of the run
+    assert row["node_received"] is not None, "no /diagnostics counter from the node"
+    assert 0 < row["received"] <= row["node_received"] <= row["published"]
+    assert row["processed_hz"] > 0 and row["latency_p95_ms"] >= row["latency_p50_ms"]
+    assert row["service_p95_ms"] > 0
+    assert row["rss_start_mib"] > 10 and row["rss_end_mib"] > 10
 
 
 def test_node_soak_records_memory(node_args: list[str], tmp_path: Path) -> None:
     code = cli.main(["node", *node_args, "--resolution", "320x240", "--rate", "20",
-                     "--soak-frames", "60", "--sample-every", "0.25"])
+                     "--soak", "60", "--sample-every", "0.25"])
     assert code == 0
     (row,) = json.loads((tmp_path / "out" / "bench.json").read_text())["results"]
     assert row["published"] == 60 and row["received"] > 0
