@@ -316,7 +316,8 @@ class TrackingEngine:
 
     def init(self, frame: np.ndarray, box: Sequence[float], anchor: int = -1) -> tuple[bool, str]:
         """Start tracking ``box`` in ``frame``; ``(success, message)``. Never waits for a running
-        :meth:`step`: then the tracker is initialised before the next frame.
+        :meth:`step`: then the tracker is initialised before the next frame (should its ``init``
+        raise there, the target is dropped with a warning; the box itself is checked here).
 
         ``anchor`` is the arrival number of ``frame``: :meth:`step` skips frames that arrived before it.
         """
