@@ -43,6 +43,7 @@ from siam_tracking_ros.control.follow import (
     follow_command,
 )
 from siam_tracking_ros.msg import TrackedObject
+from siam_tracking_ros.ros.given_parameters import GivenParameters, declare_from_overrides
 from siam_tracking_ros.ros.shutdown import (
     disarm_interrupts,
     end_after_interrupt_at_start,
@@ -100,7 +101,8 @@ class FollowTargetNode(Node):
     """Turns ``tracked_object`` into ``cmd_vel``; zero unless the target is fresh and TRACKING."""
 
     def __init__(self, node_name: str = "follow_target", **kwargs) -> None:
-        super().__init__(node_name, **kwargs)
+        super().__init__(node_name, **declare_from_overrides(kwargs))
+        self.given = GivenParameters(self)
         self.config = self._declare_config()
         for option in NODE_OPTIONS:
             self._declare(option.name, option.default,
@@ -134,13 +136,8 @@ class FollowTargetNode(Node):
 
     def _declare(self, name: str, default: Any, descriptor: ParameterDescriptor) -> Any:
         """Declare one parameter; an integer given for a float parameter is taken as a float."""
-        overrides = self._parameter_overrides
-        given = overrides.get(name)
-        if (given is not None and isinstance(default, float) and isinstance(given.value, int)
-                and not isinstance(given.value, bool)):
-            overrides[name] = Parameter(name, value=float(given.value))
         try:
-            return self.declare_parameter(name, default, descriptor).value
+            return self.given.declare(name, default, descriptor).value
         except ParameterException as exc:  # wrong type, outside the range
             raise ValueError(f"parameter {name}: {exc}") from exc
 

@@ -1,34 +1,36 @@
 """ROS side of the tracker node, shared by the plain node and the lifecycle node.
 
-:class:`TrackerRuntime` declares the parameters (:mod:`.node_params`), creates the subscriptions,
-publishers and services on a given node, runs the worker thread that tracks the newest frame, and
-publishes the results. The tracking logic itself lives in :mod:`.tracking_core` (no ROS there),
-the image intake in :mod:`.intake`.
+:class:`TrackerRuntime` wires the parts of the node together and runs the worker thread that
+tracks the newest frame. Each part has one job:
+
+- :mod:`.node_params`: declaring, validating and applying parameters (reloads included),
+  with the values given at start from :mod:`.given_parameters`;
+- :mod:`.node_entities`: the subscriptions, publishers, services and timers, and their removal;
+- :mod:`.intake`: parsing and decoding images; :mod:`.tracking_core`: the tracking logic (no ROS);
+- :mod:`.tracking_outputs`: the messages of one frame; :mod:`.node_diagnostics`: ``/diagnostics``;
+- :mod:`.target_services`: ``~/init_target`` and ``~/init_box``.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point32
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
-from std_msgs.msg import Float32
+from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from siam_tracking_ros.msg import TrackedObject
-from siam_tracking_ros.ros.image_conversion import ImageConversionError, cv2_to_imgmsg
+from siam_tracking_ros.ros.image_conversion import ImageConversionError
 from siam_tracking_ros.ros.intake import Frame, ImageIntake, OversizedImageError, stamp_ns
+from siam_tracking_ros.ros.node_diagnostics import TrackerDiagnostics
+from siam_tracking_ros.ros.node_entities import NodeEntities, PublisherKind, plain_publishers
+from siam_tracking_ros.ros.node_log import NodeLog
 from siam_tracking_ros.ros.node_params import SWITCH_TIMEOUT_S, ParameterHandler
-from siam_tracking_ros.ros.overlay import draw_tracking
+from siam_tracking_ros.ros.target_services import TargetServices
 from siam_tracking_ros.ros.tracking_core import (
     FrameBuffer,
     LatestSlot,
@@ -38,7 +40,7 @@ from siam_tracking_ros.ros.tracking_core import (
     TargetState,
     TrackingEngine,
 )
-from siam_tracking_ros.srv import InitTarget
+from siam_tracking_ros.ros.tracking_outputs import TrackingOutputs
 
 __all__ = ["SWITCH_TIMEOUT_S", "TrackerRuntime", "stamp_ns"]
 
@@ -46,21 +48,20 @@ __all__ = ["SWITCH_TIMEOUT_S", "TrackerRuntime", "stamp_ns"]
 MAX_PLAUSIBLE_LATENCY_MS = 60_000.0
 #: requests a service keeps queued (a burst of init_target calls from a GUI or detector)
 SERVICE_QUEUE_DEPTH = 1000
-#: share of frames missing in the publication sequence numbers above which diagnostics warn
-LOSS_WARN_FRACTION = 0.05
-
-
-def _finite(value: float, default: float = 0.0) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else default
 
 
 class TrackerRuntime(ParameterHandler):
-    """Everything the tracker node does, attached to ``node`` (a ``Node`` or a ``LifecycleNode``)."""
+    """Everything the tracker node does, attached to ``node`` (a ``Node`` or a ``LifecycleNode``).
 
-    def __init__(self, node: Node) -> None:
+    ``outputs`` makes the output publishers (default: plain ones; the lifecycle node passes
+    :func:`~.node_entities.lifecycle_publishers`, which publish only while it is active).
+    """
+
+    def __init__(self, node: Node, outputs: PublisherKind | None = None) -> None:
         self.node = node
         self.log = node.get_logger()
+        self.node_log = NodeLog(self.log)
+        self.output_kind = outputs or plain_publishers(node)
         self.configured = False
         self._init_parameters()
         self.engine = TrackingEngine(self._policy_from_params(), log=self._engine_log,
@@ -75,10 +76,12 @@ class TrackerRuntime(ParameterHandler):
         self.oversized_frames = 0
         self.active = False
         self._declare_tracker_params(self._param("tracker"), self._param("weights"))
-        self._entities: list[Any] = []
+        self.entities = NodeEntities(node)
+        self.outputs: TrackingOutputs | None = None
+        self.diagnostics: TrackerDiagnostics | None = None
+        self.targets = TargetServices(self)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._last_warning: dict[str, float] = {}
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
@@ -90,24 +93,25 @@ class TrackerRuntime(ParameterHandler):
     def compressed(self) -> bool:
         return self.intake.compressed
 
+    @property
+    def pub_object(self) -> Any:
+        """The ``~/tracked_object`` publisher (after :meth:`create_entities`)."""
+        return self.outputs.object
+
+    @property
+    def pub_debug(self) -> Any:
+        """The ``~/debug_image`` publisher (after :meth:`create_entities`)."""
+        return self.outputs.debug
+
     # --- logging --------------------------------------------------------------------------------
     def _engine_log(self, level: str, text: str) -> None:
-        self._log_at(level, text)
+        self.node_log.at(level, text)
 
     def _log_at(self, level: str, text: str) -> None:
-        """Log at a severity chosen at run time (rclpy wants one severity per call site)."""
-        if level == "error":
-            self.log.error(text)
-        elif level == "warn":
-            self.log.warning(text)
-        else:
-            self.log.info(text)
+        self.node_log.at(level, text)
 
     def _warn_throttled(self, text: str, key: str = "frames", period: float = 2.0) -> None:
-        now = time.monotonic()
-        if now - self._last_warning.get(key, -math.inf) >= period:
-            self._last_warning[key] = now
-            self.log.warning(text)
+        self.node_log.warn_throttled(text, key, period)
 
     # --- model ----------------------------------------------------------------------------------
     def _newest_frame(self) -> np.ndarray | None:
@@ -122,6 +126,24 @@ class TrackerRuntime(ParameterHandler):
     def start_model(self) -> None:
         """Load the model the parameters name (in the background)."""
         self._load(self.model_request())
+
+    def load_model(self, timeout: float = SWITCH_TIMEOUT_S) -> str | None:
+        """Load the model the parameters name and wait for it; why it is not running, or None."""
+        request = self.model_request()
+        self._load(request)
+        if not self.engine.wait_idle(timeout):
+            return f"loading {request.describe()} takes longer than {timeout:.0f} s"
+        if self.engine.tracker is None or self.engine.loaded != request:
+            return self.engine.load_error or f"{request.describe()} did not load"
+        return None
+
+    def model_unavailable(self, timeout: float = SWITCH_TIMEOUT_S) -> str | None:
+        """Why no model can track now (waiting up to ``timeout`` s for a load in progress), or None."""
+        if not self.engine.wait_idle(timeout):
+            return f"the model is still loading after {timeout:.0f} s"
+        if self.engine.tracker is None:
+            return f"no model loaded: {self.engine.load_error or 'not configured'}"
+        return None
 
     # --- entities -------------------------------------------------------------------------------
     def _image_qos(self) -> QoSProfile:
@@ -138,30 +160,17 @@ class TrackerRuntime(ParameterHandler):
         their own, and parameter services keep the node's default one, so each answers while the
         others are busy (the executable spins them on a multi-threaded executor).
         """
-        node = self.node
+        entities = self.entities
         image_group, service_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self.image_topic = "image/compressed" if self.compressed else "image"
-        sub = node.create_subscription(CompressedImage if self.compressed else Image, self.image_topic,
-                                       self._on_image, self._image_qos(), callback_group=image_group,
-                                       raw=True)
-        self.pub_object = node.create_publisher(TrackedObject, "~/tracked_object", 10)
-        self.pub_mask = node.create_publisher(Image, "~/mask", 2)
-        self.pub_confidence = node.create_publisher(Float32, "~/confidence", 10)
-        self.pub_debug = node.create_publisher(Image, "~/debug_image", 2)
-        self.pub_diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        entities.subscription(CompressedImage if self.compressed else Image, self.image_topic,
+                              self._on_image, self._image_qos(), callback_group=image_group, raw=True)
+        self.outputs = TrackingOutputs(entities, self.output_kind)
+        self.diagnostics = TrackerDiagnostics(self, entities, self._param("diagnostics_period"))
         service_qos = QoSProfile(depth=SERVICE_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-        services = [
-            node.create_service(InitTarget, "~/init_target", self._on_init_target,
-                                qos_profile=service_qos, callback_group=service_group),
-            node.create_service(Trigger, "~/reset", self._on_reset, qos_profile=service_qos,
-                                callback_group=service_group),
-        ]
-        box_sub = node.create_subscription(RegionOfInterest, "~/init_box", self._on_init_box, 10,
-                                           callback_group=service_group)
-        timer = node.create_timer(self._param("diagnostics_period"), self._publish_diagnostics,
-                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self._entities = [sub, box_sub, *services, timer, self.pub_object, self.pub_mask,
-                          self.pub_confidence, self.pub_debug, self.pub_diagnostics]
+        self.targets.create(entities, service_qos, service_group)
+        entities.service(Trigger, "~/reset", self._on_reset, qos_profile=service_qos,
+                         callback_group=service_group)
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="tracker-worker", daemon=True)
         self._worker.start()
@@ -175,14 +184,8 @@ class TrackerRuntime(ParameterHandler):
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
-        node = self.node
-        destroyers = {"Subscription": node.destroy_subscription, "Publisher": node.destroy_publisher,
-                      "Service": node.destroy_service, "Timer": node.destroy_timer}
-        for entity in self._entities:
-            destroy = next((f for kind, f in destroyers.items() if kind in type(entity).__name__), None)
-            if destroy is not None:
-                destroy(entity)
-        self._entities = []
+        self.entities.destroy_all()
+        self.outputs = self.diagnostics = None
         self.slot.clear()
         self.buffer.clear()
 
@@ -265,158 +268,14 @@ class TrackerRuntime(ParameterHandler):
                  size: tuple[int, int]) -> None:
         latency_ms, processing_ms = self._latency_ms(frame)
         self.stats.add(time.monotonic(), latency_ms, processing_ms)
-        header = frame.image.header
-        msg = self._tracked_object(header, size, outcome, latency_ms)
-        result = outcome.result
-        if result is not None and outcome.state == TargetState.TRACKING and result.mask is not None:
-            self.pub_mask.publish(cv2_to_imgmsg(np.ascontiguousarray(result.mask, np.uint8), "mono8", header))
-            msg.has_mask = True
-        if result is not None:
-            self.pub_confidence.publish(Float32(data=msg.score))
-        self.pub_object.publish(msg)
-        if image is not None and self.pub_debug.get_subscription_count() > 0:
-            tracking = outcome.state == TargetState.TRACKING and result is not None
-            debug = draw_tracking(image, msg.state, outcome.box, msg.score, self.stats.fps(),
-                                  result.polygon if tracking else None, result.mask if tracking else None,
-                                  outcome.tracker)
-            self.pub_debug.publish(cv2_to_imgmsg(debug, "bgr8", header))
-
-    def _tracked_object(self, header: Any, size: tuple[int, int], outcome: StepOutcome,
-                        latency_ms: float) -> TrackedObject:
-        """The TrackedObject of one frame; every float finite, the box the last confident one if LOST."""
-        msg = TrackedObject()
-        msg.header = header
-        msg.tracker = outcome.tracker
-        msg.state = int(outcome.state)
-        msg.latency_ms = _finite(latency_ms)
-        msg.frame_count, msg.frames_since_seen = outcome.frame_count, outcome.frames_since_seen
-        msg.dropped_frames = self.slot.dropped
-        msg.image_width, msg.image_height = size
-        result = outcome.result
-        if result is None:
-            return msg
-        msg.score = _finite(result.score)
-        if outcome.box is not None:
-            msg.x, msg.y, msg.width, msg.height = (_finite(v) for v in outcome.box)
-        polygon = result.polygon if outcome.state == TargetState.TRACKING else None
-        if polygon is not None and np.all(np.isfinite(polygon)):
-            msg.polygon.points = [Point32(x=float(px), y=float(py), z=0.0) for px, py in polygon]
-        return msg
-
-    def _diagnostic_level(self) -> tuple[int, str]:
-        engine = self.engine
-        missed, sent = self.stream.recent_loss()
-        if engine.tracker is None and not engine.reloading:
-            return DiagnosticStatus.ERROR, engine.load_error or "no model"
-        if engine.reloading:
-            return DiagnosticStatus.WARN, "model loading"
-        if self.received == 0:
-            return DiagnosticStatus.WARN, f"no images on {self.image_topic} yet"
-        if sent and missed > LOSS_WARN_FRACTION * sent:
-            text = (f"frames lost on the way: {missed} of the last {sent} published never reached the "
-                    "node (DDS transport, or its queue overflowing on an overloaded machine: docs/NODE.md)")
-            self._warn_throttled(text, key="loss", period=10.0)
-            return DiagnosticStatus.WARN, text
-        if engine.state == TargetState.LOST:
-            return DiagnosticStatus.WARN, "target lost, searching"
-        return DiagnosticStatus.OK, TargetState(engine.state).name
-
-    def _diagnostic_values(self, hardware_id: str) -> dict[str, str]:
-        engine, stream, loaded = self.engine, self.stream, self.engine.loaded
-        return {
-            "state": TargetState(engine.state).name, "variant": loaded.tracker if loaded else "",
-            "device": hardware_id, "weights": (loaded.weights or "packaged default") if loaded else "",
-            "fps": f"{self.stats.fps():.2f}",
-            "latency_p50_ms": f"{self.stats.latency(50):.1f}",
-            "latency_p95_ms": f"{self.stats.latency(95):.1f}",
-            "processing_p50_ms": f"{self.stats.processing(50):.1f}",
-            "processing_p95_ms": f"{self.stats.processing(95):.1f}",
-            "received_frames": str(self.received), "processed_frames": str(self.stats.processed),
-            "dropped_frames": str(self.slot.dropped), "bad_frames": str(self.bad_frames),
-            "oversized_frames": str(self.oversized_frames), "missed_frames": str(stream.missed),
-            "stamp_jumps": str(stream.stamp_jumps), "zero_stamps": str(stream.zero_stamps),
-            "threads": str(engine.threads.resolved),
-            "threads_in_worker": str(engine.threads.in_worker or ""),
-            "reloading": str(engine.reloading).lower(), "active": str(self.active).lower(),
-            "last_error": engine.load_error or "",
-        }
-
-    def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus()
-        status.name = f"{self.node.get_fully_qualified_name()}: tracker"
-        status.hardware_id = str(self.engine.tracker.device) if self.engine.tracker is not None else "none"
-        level, status.message = self._diagnostic_level()
-        status.level = bytes([level]) if isinstance(level, int) else level
-        values = self._diagnostic_values(status.hardware_id)
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray()
-        array.header.stamp = self.node.get_clock().now().to_msg()
-        array.status = [status]
-        self.pub_diagnostics.publish(array)
+        self.outputs.publish(frame.image.header, image, outcome, size, latency_ms, self.slot.dropped,
+                             self.stats.fps())
 
     # --- services -------------------------------------------------------------------------------
-    def _frame_for(self, stamp: int) -> tuple[np.ndarray | None, int, str]:
-        """``(image, arrival, reason)`` to initialise on: the newest frame (stamp 0) or the newest
-        buffered one with exactly ``stamp``."""
-        if stamp == 0:
-            newest = self.buffer.newest()
-            if newest is None:
-                return None, -1, f"no image received yet on {self.node.resolve_topic_name(self.image_topic)}"
-            frame = newest[1]
-        else:
-            frame = self.buffer.find(stamp)
-            if frame is None:
-                span = self.buffer.stamp_range()
-                have = f"buffered: {span[0] / 1e9:.3f} .. {span[1] / 1e9:.3f} s" if span else "none buffered"
-                return None, -1, f"no buffered frame with stamp {stamp / 1e9:.3f} s ({have})"
-        try:
-            return self.intake.decode(frame.image), frame.arrival, ""
-        except ImageConversionError as exc:
-            return None, -1, f"the frame at that stamp cannot be used: {exc}"
-
-    def _switch_tracker(self, name: str) -> str | None:
-        """Switch to variant ``name`` with its packaged weights, blocking until loaded; why not, or None."""
-        result = self.node.set_parameters_atomically([Parameter("tracker", value=name),
-                                                      Parameter("weights", value="")])
-        if not result.successful:
-            return result.reason
-        if not self.engine.wait_idle(SWITCH_TIMEOUT_S):
-            return f"loading '{name}' takes longer than {SWITCH_TIMEOUT_S:.0f} s"
-        if self.engine.loaded is not None and self.engine.loaded.tracker == name:
-            return None
-        return self.engine.load_error or f"could not switch to '{name}'"
-
     def init_target(self, box: tuple[float, float, float, float], stamp: int = 0,
                     tracker: str = "") -> tuple[bool, str]:
-        """What ``~/init_target`` does; also used by ``~/init_box``."""
-        if not self.active:
-            return False, "node is not active"
-        if tracker and tracker != self._param("tracker"):
-            if self.engine.reloading:
-                return False, self.engine.unavailable_reason() or "model is reloading"
-            reason = self._switch_tracker(tracker)
-            if reason:
-                return False, f"cannot switch to '{tracker}': {reason}"
-        reason = self.engine.unavailable_reason()
-        if reason:
-            return False, reason
-        image, arrival, reason = self._frame_for(stamp)
-        if image is None:
-            return False, reason
-        return self.engine.init(image, box, arrival)
-
-    def _on_init_target(self, request: Any, response: Any) -> Any:
-        box = (request.x, request.y, request.width, request.height)
-        response.success, response.message = self.init_target(box, stamp_ns(request.stamp),
-                                                               request.tracker.strip())
-        self._log_at("info" if response.success else "warn",
-                     f"init_target {tuple(round(v, 1) for v in box)}: {response.message}")
-        return response
-
-    def _on_init_box(self, msg: RegionOfInterest) -> None:
-        box = (float(msg.x_offset), float(msg.y_offset), float(msg.width), float(msg.height))
-        ok, message = self.init_target(box)
-        self._log_at("info" if ok else "warn", f"init_box {box}: {message}")
+        """What ``~/init_target`` does (:class:`~.target_services.TargetServices`)."""
+        return self.targets.init_target(box, stamp, tracker)
 
     def _on_reset(self, request: Any, response: Any) -> Any:
         response.success, response.message = self.engine.reset()

@@ -19,6 +19,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.parameter import Parameter
 
 from siam_tracking_ros.ros import params as P
+from siam_tracking_ros.ros.given_parameters import GivenParameters, RefusedValueError
 from siam_tracking_ros.ros.tracking_core import LostPolicy, ModelRequest, config_values, default_threads
 
 #: seconds an init_target that switches the variant waits for the new model
@@ -35,6 +36,8 @@ class ParameterHandler:
     configured: bool
 
     def _init_parameters(self) -> None:
+        #: the values given at start (the node is built with declare_from_overrides)
+        self.given = GivenParameters(self.node)
         self._internal = threading.local()  # set while the node itself (re)declares or syncs
         self._set_lock = threading.Lock()
         self._tracker_fields: set[str] = set()
@@ -45,24 +48,12 @@ class ParameterHandler:
 
     # --- declaration ----------------------------------------------------------------------------
     def _declare(self, name: str, default: Any, descriptor, check: Any = None) -> None:
-        """Declare one parameter; a bad override (type, range, ``check``) is logged and the default used."""
-        overrides = getattr(self.node, "_parameter_overrides", {})
-        given = overrides.get(name)
-        wants_double = isinstance(default, float) or (isinstance(default, Parameter.Type)
-                                                      and default == Parameter.Type.DOUBLE)
-        if given is not None and wants_double and isinstance(given.value, int) \
-                and not isinstance(given.value, bool):
-            overrides[name] = given = Parameter(name, value=float(given.value))  # 1 -> 1.0 for doubles
-        reason = None
-        if check is not None and given is not None and type(given.value) is type(default):
-            reason = check(name, given.value)
+        """Declare one parameter; a bad given value (type, range, ``check``) is logged, the default used."""
         try:
-            if reason:
-                raise InvalidParameterValueException(name, given.value, reason)
-            self.node.declare_parameter(name, default, descriptor)
-        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-            self.log.error(f"parameter {name}: {reason or exc}; using the default {default!r}")
-            self.node.declare_parameter(name, default, descriptor, ignore_override=True)
+            self.given.declare(name, default, descriptor, check)
+        except (InvalidParameterTypeException, InvalidParameterValueException, RefusedValueError) as exc:
+            self.log.error(f"parameter {name}: {exc}; using the default {default!r}")
+            self.given.declare_default(name, default, descriptor)
 
     def _declare_node_params(self) -> None:
         for definition in P.NODE_PARAMS:
@@ -86,9 +77,7 @@ class ParameterHandler:
             self._warn_unknown_tracker_overrides(tracker)
 
     def _warn_unknown_tracker_overrides(self, tracker: str) -> None:
-        overrides = getattr(self.node, "_parameter_overrides", {})
-        unknown = sorted(n for n in overrides
-                         if n.startswith(P.PREFIX) and n[len(P.PREFIX):] not in self._tracker_fields)
+        unknown = [n for n in self.given.names(P.PREFIX) if n[len(P.PREFIX):] not in self._tracker_fields]
         if unknown:
             self.log.warning(f"ignoring parameters that '{tracker}' does not have: {', '.join(unknown)}")
 

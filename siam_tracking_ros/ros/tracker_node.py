@@ -11,6 +11,7 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from siam_tracking_ros.ros.given_parameters import declare_from_overrides
 from siam_tracking_ros.ros.node_core import TrackerRuntime
 from siam_tracking_ros.ros.shutdown import (
     disarm_interrupts,
@@ -58,7 +59,7 @@ class TrackerNode(Node):
     """Tracks one target in the ``image`` stream; starts active, loads its model in the background."""
 
     def __init__(self, node_name: str = "tracker_node", **kwargs) -> None:
-        super().__init__(node_name, **kwargs)
+        super().__init__(node_name, **declare_from_overrides(kwargs))
         self.runtime = TrackerRuntime(self)
         self.runtime.create_entities()
         self.runtime.set_active(True)
