@@ -245,5 +245,5 @@ def mobilenetv2_parts(adjust_channels: int) -> tuple[PartSpec, PartSpec]:
     return backbone, neck
 
 
-__all__ = ["MOBILENETV2_STRIDE", "NetworkSpec", "PartSpec", "SiameseNet", "build_part", "list_parts",
-           "mobilenetv2_parts", "register_part"]
+__all__ = ["MOBILENETV2_CHANNELS", "MOBILENETV2_STRIDE", "NetworkSpec", "PartSpec", "SiameseNet",
+           "build_part", "list_parts", "mobilenetv2_parts", "register_part"]

@@ -27,7 +27,13 @@ def test_feature_config_parses_with_a_three_way_split(path: Path) -> None:
     from siam_tracking_ros.train.feature_training import load_feature_config
 
     config = load_feature_config(path)
-    assert config.export_to == "siam_tracking_ros/weights/data/nanotrack.safetensors"
+    assert config.export_to == f"siam_tracking_ros/weights/data/{config.variant}.safetensors"
+    assert config.variant in list_trackers()
+    if config.cache_run:  # trained on another run's cache: that run's pairs are the training data
+        (source,) = [p for p in FEATURE_CONFIGS if load_feature_config(p).name == config.cache_run]
+        assert not config.datasets
+        config.datasets = load_feature_config(source).datasets
+    assert config.init_weights is None or config.init_weights.startswith("siam_tracking_ros/weights/data/")
     trained = {name for d in config.datasets if d.type == "sequences" for name in d.names or []}
     validation = set(config.validation_sequences)
     assert trained and validation and not trained & validation
