@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, AlexNetLevels, pysot_alexnet, siamfc_alexnet
-from siam_tracking_ros.models.backbones.cir_resnet import CIResNet22
+from siam_tracking_ros.models.backbones.cir_resnet import CIResNet22, CIRNeck
 from siam_tracking_ros.models.backbones.mobilenetv2 import MobileNetV2
 from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
 from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
@@ -222,6 +222,7 @@ register_part("backbone", "mobilenetv2")(MobileNetV2)
 register_part("backbone", "cir_resnet22")(CIResNet22)
 register_part("backbone", "mobilenetv2_imagenet")(ImageNetMobileNetV2)
 register_part("neck", "adjust")(AdjustAllLayer)
+register_part("neck", "cir")(CIRNeck)
 register_part("transform", "rasnet_attention")(AttentionWeightedTemplate)
 register_part("transform", "correlation_filter")(CorrelationFilterLayer)
 register_part("head", "upchannel")(UpChannelRPN)

@@ -19,7 +19,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.assembly import (
+    MOBILENETV2_CHANNELS,
+    MOBILENETV2_STRIDE,
+    NetworkSpec,
+    PartSpec,
+    SiameseNet,
+)
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.config_fields import FCSearchFields, PresetFields
 from siam_tracking_ros.trackers.registry import register_tracker
@@ -53,6 +59,23 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
     penalty_k: float = 0.841
     lr: float = 0.714
 
+    #: with ``backbone: mobilenetv2``: CIR units (and their bottleneck width) on the frozen
+    #: pretrained maps, SiamDW's cropping-inside residuals as the trainable neck
+    cir_units: int = 1
+    cir_planes: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone == "mobilenetv2":
+            self.total_stride = MOBILENETV2_STRIDE
+
+    def neck_spec(self) -> PartSpec | None:
+        """CIR units over the MobileNetV2 maps (no neck on CIResNet-22)."""
+        if self.backbone != "mobilenetv2":
+            return None
+        return PartSpec("cir", {"in_channels": MOBILENETV2_CHANNELS, "planes": self.cir_planes,
+                                "units": self.cir_units})
+
     def backbone_spec(self) -> PartSpec:
         """CIResNet-22 with :attr:`stage_blocks` and :attr:`widths` (other backbones as SiamRPN's)."""
         if self.backbone != "cir_resnet22":
@@ -73,7 +96,8 @@ class SiamDWFCNet(SiameseNet):
     head_kind = "fc"
 
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__(NetworkSpec(config.backbone_spec(), PartSpec("fc", {"out_scale": config.out_scale})))
+        super().__init__(NetworkSpec(config.backbone_spec(), PartSpec("fc", {"out_scale": config.out_scale}),
+                                     neck=config.neck_spec()))
 
 
 class SiamDWRPNNet(SiameseNet):
@@ -82,7 +106,8 @@ class SiamDWRPNNet(SiameseNet):
     head_kind = "rpn"
 
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__(rpn_spec(config.backbone_spec(), "upchannel", config.anchor_num, config.hidden))
+        super().__init__(rpn_spec(config.backbone_spec(), "upchannel", config.anchor_num, config.hidden,
+                                  neck=config.neck_spec()))
 
 
 @register_tracker("siamdw", SiamDWConfig,

@@ -109,3 +109,25 @@ class CIResNet22(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer2(self.layer1(self.stem(x)))
+
+
+class CIRNeck(nn.Module):
+    """CIR units over a pretrained backbone's maps (SiamDW's units on a padded backbone).
+
+    Each unit crops the ring its 3x3 padding touched, so ``units`` units take an 8x8 exemplar map
+    to ``8 - 2 units`` and a 16x16 search map to ``16 - 2 units`` (the score map stays 9x9 and its
+    centre on the crops' centres). The last unit has no ReLU, as in CIResNet's last stage.
+    ``crop`` (the assembly's template flag) changes nothing: every map is cropped alike.
+    """
+
+    def __init__(self, in_channels: int, planes: int = 32, units: int = 1) -> None:
+        super().__init__()
+        if units < 1:
+            raise ValueError(f"CIRNeck needs at least one unit, got {units}")
+        layers = [CIRUnit(in_channels if i == 0 else planes * CIRUnit.expansion, planes,
+                          last_relu=i < units - 1) for i in range(units)]
+        self.units = nn.Sequential(*layers)
+        self.out_channels = planes * CIRUnit.expansion
+
+    def forward(self, x: torch.Tensor, crop: bool = False) -> torch.Tensor:
+        return self.units(x)
