@@ -21,6 +21,8 @@ NANOTRACK_TEST = ("otb_Crossing", "vot_bag", "davis_bmx_trees_propainter")
 #: scores 0.10); the bar leaves room for float-level differences on short, hard sequences
 NANOTRACK_MIN_MEAN_IOU = 0.45
 FROZEN_MARGIN = 0.15
+#: the same for each seed variant's file (a box left in place: 0.10)
+SEED_MIN_MEAN_IOU = 0.35
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -42,9 +44,10 @@ def test_shipped_nanotrack_is_the_pretrained_backbone_with_a_calibrated_score() 
     assert tracker.config.score_calibration is not None
 
 
-def test_shipped_nanotrack_tracks_test_sequences(sequences_dir: Path) -> None:
-    tracker = build_tracker("nanotrack", device="cpu")
-    ious = []
+def _test_split_ious(tracker: object, sequences_dir: Path) -> list[tuple[str, float, float]]:
+    """``(sequence, mean IoU of the tracker, mean IoU of the init box left in place)`` on
+    :data:`NANOTRACK_TEST`."""
+    out = []
     for sequence in find_sequences(sequences_dir, list(NANOTRACK_TEST)):
         tracker.init(sequence.frame(0), sequence.boxes[0])
         boxes = np.array([tracker.track(sequence.frame(i)).box for i in range(1, len(sequence))])
@@ -52,10 +55,16 @@ def test_shipped_nanotrack_tracks_test_sequences(sequences_dir: Path) -> None:
         labelled = np.isfinite(truth).all(axis=1)
         iou = float(iou_xywh(boxes[labelled], truth[labelled]).mean())
         frozen = float(iou_xywh(np.repeat(sequence.boxes[:1], labelled.sum(), 0), truth[labelled]).mean())
-        assert iou > frozen + FROZEN_MARGIN, (sequence.name, iou, frozen)
-        ious.append(iou)
+        out.append((sequence.name, iou, frozen))
         tracker.reset()
-    assert float(np.mean(ious)) >= NANOTRACK_MIN_MEAN_IOU, ious
+    return out
+
+
+def test_shipped_nanotrack_tracks_test_sequences(sequences_dir: Path) -> None:
+    runs = _test_split_ious(build_tracker("nanotrack", device="cpu"), sequences_dir)
+    for name, iou, frozen in runs:
+        assert iou > frozen + FROZEN_MARGIN, (name, iou, frozen)
+    assert float(np.mean([iou for _, iou, _ in runs])) >= NANOTRACK_MIN_MEAN_IOU, runs
 
 
 def test_shipped_nanotrack_score_drops_when_the_target_is_gone(sequences_dir: Path) -> None:
@@ -66,3 +75,28 @@ def test_shipped_nanotrack_score_drops_when_the_target_is_gone(sequences_dir: Pa
     run = run_segment(tracker, spliced_segment(crossing, bag, 60))  # init on Crossing, then bag frames
     present, absent = run.scores[:60], run.scores[60:]
     assert present.mean() > 0.8 and absent.mean() < 0.45, (present.mean(), absent.mean())
+
+
+def _training_config(path: Path) -> Path:
+    """The config/train file whose run made a shipped file (its metadata names the run)."""
+    import json
+
+    run = json.loads(read_metadata(path)["training"])["run"]
+    configs = [p for p in (PACKAGED_WEIGHTS_DIR.parents[2] / "config" / "train").glob("*.yaml")
+               if f"name: {run}\n" in p.read_text()]
+    assert len(configs) == 1, (path.name, run, configs)
+    return configs[0]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_file_names_the_config_that_made_it(path: Path) -> None:
+    config = _training_config(path).read_text()
+    assert f"export_to: siam_tracking_ros/weights/data/{path.name}\n" in config
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.stem != "nanotrack"], ids=lambda p: p.stem)
+def test_every_shipped_variant_tracks_test_sequences(path: Path, sequences_dir: Path) -> None:
+    """Each seed variant's file follows the target on test sequences far better than a box left
+    where it started (the default has its own, stricter test above)."""
+    runs = _test_split_ious(build_tracker(path.stem, device="cpu").use_backend("auto", 1), sequences_dir)
+    assert float(np.mean([iou for _, iou, _ in runs])) >= SEED_MIN_MEAN_IOU, runs
