@@ -94,7 +94,10 @@ def test_shipped_file_names_the_config_that_made_it(path: Path) -> None:
     assert f"export_to: siam_tracking_ros/weights/data/{path.name}\n" in config
 
 
-@pytest.mark.parametrize("path", [p for p in SHIPPED if p.stem != "nanotrack"], ids=lambda p: p.stem)
+SEED_SHIPPED = [p for p in SHIPPED if p.stem != "nanotrack"]
+
+
+@pytest.mark.parametrize("path", SEED_SHIPPED, ids=[p.stem for p in SEED_SHIPPED])
 def test_every_shipped_variant_tracks_test_sequences(path: Path, sequences_dir: Path) -> None:
     """Each seed variant's file follows the target on test sequences far better than a box left
     where it started (the default has its own, stricter test above)."""
