@@ -29,7 +29,10 @@ from torch import nn
 from siam_tracking_ros.models.backbones.alexnet import AlexNet, AlexNetLevels, pysot_alexnet, siamfc_alexnet
 from siam_tracking_ros.models.backbones.cir_resnet import CIResNet22, CIRNeck
 from siam_tracking_ros.models.backbones.mobilenetv2 import MobileNetV2
-from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
+from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import (
+    ImageNetMobileNetV2,
+    ImageNetMobileNetV2Levels,
+)
 from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
 from siam_tracking_ros.models.heads.attention import AttentionWeightedTemplate
 from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN
@@ -221,6 +224,7 @@ register_part("backbone", "resnet50")(DilatedResNet50)
 register_part("backbone", "mobilenetv2")(MobileNetV2)
 register_part("backbone", "cir_resnet22")(CIResNet22)
 register_part("backbone", "mobilenetv2_imagenet")(ImageNetMobileNetV2)
+register_part("backbone", "mobilenetv2_imagenet_levels")(ImageNetMobileNetV2Levels)
 register_part("neck", "adjust")(AdjustAllLayer)
 register_part("neck", "cir")(CIRNeck)
 register_part("transform", "rasnet_attention")(AttentionWeightedTemplate)

@@ -49,6 +49,10 @@ class SiamRPNppConfig(PresetFields, SearchFields, AnchorFields, RPNDecisionField
                         "base_size": 8, "penalty_k": 0.04, "window_influence": 0.4, "lr": 0.5},
         "alexnet": {"backbone": "alexnet", "rpn_weighted": False, "instance_size": 287, "base_size": 0,
                     "penalty_k": 0.16, "window_influence": 0.40, "lr": 0.30},
+        #: ours: ImageNet MobileNetV2 (torchvision layout), levels features[:14] and dilated [:17]
+        "mobilenetv2_imagenet": {"backbone": "mobilenetv2_imagenet", "rpn_weighted": True,
+                                 "instance_size": 255, "base_size": 0, "penalty_k": 0.16,
+                                 "window_influence": 0.40, "lr": 0.30},
     }
 
     backbone: str | None = None  # type: ignore[assignment]
@@ -63,6 +67,11 @@ class SiamRPNppConfig(PresetFields, SearchFields, AnchorFields, RPNDecisionField
     lost_instance_size: int = 831
     confidence_low: float = 0.85
     confidence_high: float = 0.998
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone == "mobilenetv2_imagenet":
+            self.anchor_stride = 16
 
     def default_preset(self) -> str:
         """The preset of the chosen backbone (``resnet50`` when none is chosen)."""
@@ -80,7 +89,10 @@ BACKBONE_SPECS: dict[str, PartSpec] = {
     "resnet50": PartSpec("resnet50", {"used_layers": (2, 3, 4)}),
     "mobilenetv2": PartSpec("mobilenetv2", {"width_mult": 1.4, "used_layers": (3, 5, 7)}),
     "alexnet": PartSpec("alexnet", {"width_mult": 1.0}),
+    "mobilenetv2_imagenet": PartSpec("mobilenetv2_imagenet_levels", {}),
 }
+#: levels of each multi-level backbone
+LEVELS = {"resnet50": 3, "mobilenetv2": 3, "mobilenetv2_imagenet": 2}
 
 
 def siamrpnpp_spec(backbone: str = "resnet50", adjust_channels: int = 256, weighted: bool = True,
@@ -91,8 +103,10 @@ def siamrpnpp_spec(backbone: str = "resnet50", adjust_channels: int = 256, weigh
         raise ValueError(f"unknown backbone '{backbone}'; valid: {', '.join(BACKBONES)}")
     if backbone == "alexnet":
         return rpn_spec(BACKBONE_SPECS[backbone], "depthwise", anchor_num, 256, template_features=False)
-    levels = len(BACKBONE_SPECS[backbone].kwargs["used_layers"])
-    neck = PartSpec("adjust", {"out_channels": [adjust_channels] * levels})
+    neck_options: dict[str, Any] = {"out_channels": [adjust_channels] * LEVELS[backbone]}
+    if backbone == "mobilenetv2_imagenet":
+        neck_options["center_size"] = 8  # padded maps: the whole 8x8 exemplar map is the kernel
+    neck = PartSpec("adjust", neck_options)
     head = PartSpec("multi_rpn", {"anchor_num": anchor_num, "weighted": weighted})
     return NetworkSpec(BACKBONE_SPECS[backbone], head, neck=neck, head_kind="rpn", outputs=("cls", "loc"),
                        head_name="rpn_head")

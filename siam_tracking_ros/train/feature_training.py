@@ -209,7 +209,8 @@ def build_network(cfg: FeatureTrainingConfig) -> nn.Module:
         from siam_tracking_ros.trackers.registry import get_spec, make_config
 
         net = get_spec(cfg.variant).builder(make_config(cfg.variant, **options), torch.device("cpu")).model
-    net.backbone.load_state_dict(load_pretrained(cfg.pretrained), strict=True)
+    layers = len(net.backbone.features)
+    net.backbone.load_state_dict(load_pretrained(cfg.pretrained, num_layers=layers), strict=True)
     if cfg.init_weights:
         load_init_weights(net, cfg.init_weights, cfg.variant)
     return net

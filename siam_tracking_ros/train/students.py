@@ -137,12 +137,22 @@ class SiameseStudent(nn.Module):
         self.objective = make_objective(net.head_kind, self.geometry, **objective_options)
 
     def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """The backbone's maps of BGR 0..255 crops, BN in eval mode."""
-        self.net.backbone.eval()
+        """What the cache stores of BGR 0..255 crops: the ``features[:14]`` map (a multi-level
+        backbone's ``cached_maps``), BN in eval mode."""
+        backbone = self.net.backbone
+        backbone.eval()
+        if hasattr(backbone, "cached_maps"):
+            return backbone.cached_maps(crops)
         return self.net.backbone_maps(crops)
 
+    def maps(self, cached: torch.Tensor) -> Any:
+        """The backbone's maps from cached ones (a multi-level backbone runs its frozen upper
+        stages; else they are the same)."""
+        backbone = self.net.backbone
+        return backbone.levels_from(cached) if hasattr(backbone, "levels_from") else cached
+
     def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.net.search_from_maps(self.net.template_from_maps(zf), xf)
+        return self.net.search_from_maps(self.net.template_from_maps(self.maps(zf)), self.maps(xf))
 
     def targets(self, batch: Batch, rng: np.random.Generator) -> Batch:
         """The objective's targets for the cached pairs (search boxes and negative flags)."""

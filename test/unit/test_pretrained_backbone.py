@@ -103,3 +103,28 @@ def test_real_pretrained_weights_load_into_nanotrack(imagenet_state: dict[str, t
     with torch.no_grad():
         out = net(torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255)
     assert out["cls"].shape == (1, 2, 16, 16) and out["loc"].shape == (1, 4, 16, 16)
+
+
+def test_two_level_backbone_keeps_stride_16_and_continues_from_the_cached_map() -> None:
+    from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2Levels
+
+    levels = ImageNetMobileNetV2Levels().eval()
+    single = ImageNetMobileNetV2(num_layers=14).eval()
+    single.load_state_dict({k: v for k, v in levels.state_dict().items()
+                            if int(k.split(".")[1]) < 14})
+    assert levels.stride == 16 and levels.out_channels == [96, 160]
+    with torch.no_grad():
+        for side, cells in ((127, 8), (255, 16)):
+            crop = torch.rand(1, 3, side, side) * 255
+            low, high = levels(crop)
+            assert low.shape == (1, 96, cells, cells) and high.shape == (1, 160, cells, cells)
+            torch.testing.assert_close(levels.cached_maps(crop), single(crop))  # the shared cache's map
+            torch.testing.assert_close(levels.levels_from(single(crop))[1], high)
+
+
+def test_pretrained_weights_cut_at_any_depth(imagenet_state: dict[str, torch.Tensor]) -> None:
+    from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2Levels
+
+    deeper = pretrained.load_pretrained("mobilenetv2_torchvision", num_layers=17)
+    assert set(imagenet_state) < set(deeper)
+    ImageNetMobileNetV2Levels().load_state_dict(deeper, strict=True)  # the dilation keeps every shape

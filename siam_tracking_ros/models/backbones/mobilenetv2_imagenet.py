@@ -101,6 +101,38 @@ class ImageNetMobileNetV2(nn.Module):
         return self.features(rgb * self.scale + self.shift)
 
 
+class ImageNetMobileNetV2Levels(ImageNetMobileNetV2):
+    """``features[:17]`` with the stride-32 stage kept at stride 16 (pysot's dilation for its
+    SiamRPN++ MobileNetV2): block 14's depthwise conv runs at stride 1, blocks 15-16 dilate by 2,
+    so the pretrained weights fit unchanged. Returns the maps after ``features[:14]`` (96 ch) and
+    ``features[:17]`` (160 ch), both stride 16: 8x8 for a 127 exemplar, 16x16 for 255.
+
+    :meth:`cached_maps` is the ``features[:14]`` map a frozen-feature cache stores and
+    :meth:`levels_from` continues from it (training on a cache made for single-level variants).
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__(width, num_layers=17)
+        first = self.features[14].conv[1][0]
+        first.stride = (1, 1)
+        for block in (self.features[15], self.features[16]):
+            depthwise = block.conv[1][0]
+            depthwise.dilation, depthwise.padding = (2, 2), (2, 2)
+        self.stride = 16
+        self.out_channels = [self._channels_of(self.features[13]), self._channels_of(self.features[16])]
+
+    def cached_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """``features[:14]`` of BGR 0..255 crops."""
+        return self.features[:14](x.flip(1) * self.scale + self.shift)
+
+    def levels_from(self, maps: torch.Tensor) -> list[torch.Tensor]:
+        """Both levels from the ``features[:14]`` map."""
+        return [maps, self.features[14:](maps)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        return self.levels_from(self.cached_maps(x))
+
+
 def _stride_of(layer: nn.Module) -> int:
     return max(m.stride[0] for m in layer.modules() if isinstance(m, nn.Conv2d))
 
