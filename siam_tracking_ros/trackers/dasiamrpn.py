@@ -377,9 +377,11 @@ def detect_dasiamrpn_options(state: Mapping[str, torch.Tensor]) -> dict[str, flo
                               "local-to-global search",
                   importer=import_official_dasiamrpn, detect_options=detect_dasiamrpn_options)
 def build_dasiamrpn(config: DaSiamRPNConfig, device: torch.device) -> DaSiamRPNTracker:
-    """Build a :class:`DaSiamRPNTracker` with an untrained up-channel :class:`SiamRPNNet`."""
-    if config.head != "upchannel":
-        raise ValueError("dasiamrpn uses the up-channel RPN head (head='upchannel')")
+    """Build a :class:`DaSiamRPNTracker` with an untrained :class:`SiamRPNNet` (the official
+    checkpoints are up-channel; the distractor-aware loop works with the depthwise head too, which
+    the MobileNetV2 weights trained here use)."""
+    if config.head not in ("upchannel", "depthwise"):
+        raise ValueError(f"dasiamrpn: head must be 'upchannel' or 'depthwise', got '{config.head}'")
     if config.search_step <= 0 or config.search_step % config.anchor_stride:
         raise ValueError(f"search_step must be a positive multiple of anchor_stride "
                          f"({config.anchor_stride}), got {config.search_step}")
