@@ -107,9 +107,15 @@ class SASiamNet(nn.Module):
         """Both branches' backbone maps of BGR 0..255 crops (one map twice on MobileNetV2)."""
         appearance = self.appearance.backbone_maps(image)
         if self.semantic is None:
-            return {"appearance": appearance, "semantic": [appearance]}
+            return self.maps_from_backbone(appearance)
         semantic = stage_outputs(self.semantic, image.flip(1) if self.input_rgb else image, SEMANTIC_LAYERS)
         return {"appearance": appearance, "semantic": semantic}
+
+    def maps_from_backbone(self, maps: torch.Tensor) -> dict[str, Any]:
+        """:meth:`backbone_maps` from the MobileNetV2 map (what a frozen-feature cache stores)."""
+        if self.semantic is not None:
+            raise ValueError("sa_siam: only the mobilenetv2 backbone shares one map between branches")
+        return {"appearance": maps, "semantic": [maps]}
 
     def template(self, z: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         return self.template_from_maps(self.backbone_maps(z))

@@ -137,19 +137,19 @@ class SiameseStudent(nn.Module):
         self.objective = make_objective(net.head_kind, self.geometry, **objective_options)
 
     def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """What the cache stores of BGR 0..255 crops: the ``features[:14]`` map (a multi-level
-        backbone's ``cached_maps``), BN in eval mode."""
+        """What the cache stores of BGR 0..255 crops: the backbone's ``features[:14]`` map (a
+        multi-level backbone's ``cached_maps``), BN in eval mode."""
         backbone = self.net.backbone
         backbone.eval()
-        if hasattr(backbone, "cached_maps"):
-            return backbone.cached_maps(crops)
-        return self.net.backbone_maps(crops)
+        return backbone.cached_maps(crops) if hasattr(backbone, "cached_maps") else backbone(crops)
 
     def maps(self, cached: torch.Tensor) -> Any:
-        """The backbone's maps from cached ones (a multi-level backbone runs its frozen upper
-        stages; else they are the same)."""
+        """What the network's ``*_from_maps`` take, from cached maps: a multi-level backbone runs
+        its frozen upper stages (``levels_from``), a network whose branches share the map
+        arranges it (``maps_from_backbone``, SA-Siam)."""
         backbone = self.net.backbone
-        return backbone.levels_from(cached) if hasattr(backbone, "levels_from") else cached
+        maps = backbone.levels_from(cached) if hasattr(backbone, "levels_from") else cached
+        return self.net.maps_from_backbone(maps) if hasattr(self.net, "maps_from_backbone") else maps
 
     def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net.search_from_maps(self.net.template_from_maps(self.maps(zf)), self.maps(xf))
