@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from siam_tracking_ros.core.anchors import nms_cxcywh
 from siam_tracking_ros.core.capabilities import GlobalSearch
+from siam_tracking_ros.core.presence import platt_probability
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
 from siam_tracking_ros.trackers.config_fields import PresetFields
@@ -309,8 +310,9 @@ class DaSiamRPNTracker(SiamRPNTracker, GlobalSearch):
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         decision, _ = self.decide(frame)
-        return TrackResult(decision.box, decision.score,
-                           extra={"pscore": decision.pscore, "lost": self._lost,
+        score = platt_probability(decision.score, self.config.score_calibration)
+        return TrackResult(decision.box, score,
+                           extra={"raw_score": decision.score, "pscore": decision.pscore, "lost": self._lost,
                                   "instance_size": self.instance_size})
 
     def _grow_search(self) -> None:

@@ -97,3 +97,22 @@ def test_random_tracker_runs_on_a_real_frame(key: str, crossing) -> None:
     assert np.isfinite(first.box).all()
     assert min(x, y, w, h) >= 0 and x + w <= width + 1e-6 and y + h <= height + 1e-6
     assert 0.0 <= first.score <= 1.0
+
+
+@pytest.mark.parametrize("variant", ["siamrpn", "dasiamrpn"])
+def test_rpn_presence_calibration_maps_the_raw_probability(variant: str) -> None:
+    """``score_calibration`` (stored by siam-train features) turns the chosen proposal's
+    probability into the published presence probability; the raw one stays in ``extra``."""
+    from siam_tracking_ros.core.presence import platt_probability
+
+    frame = (np.random.default_rng(0).random((200, 240, 3)) * 255).astype(np.uint8)
+    results = []
+    for calibration in (None, (2.0, -1.0)):
+        torch.manual_seed(0)
+        tracker = build_tracker(variant, weights="random", device="cpu", backbone="mobilenetv2",
+                                head="depthwise", hidden=64, score_calibration=calibration)
+        tracker.init(frame, (80, 60, 40, 50))
+        results.append(tracker.track(frame))
+    raw, calibrated = results
+    assert raw.score == raw.extra["raw_score"] == calibrated.extra["raw_score"]
+    assert calibrated.score == pytest.approx(platt_probability(raw.score, (2.0, -1.0)))
