@@ -169,3 +169,18 @@ def test_a_shared_cache_must_exist_and_be_finished(shared_dir: Path, have_pretra
     cfg.variant_options = {"backbone": "mobilenetv2"}
     with pytest.raises(FileNotFoundError, match="--cache-only"):
         FeatureTrainer(cfg).run()
+
+
+def test_init_weights_may_come_from_another_variant_on_the_same_network(tmp_path: Path) -> None:
+    from siam_tracking_ros.train.feature_training import load_init_weights
+    from siam_tracking_ros.weights.io import WeightsError, save_weights
+
+    siamfc = build_tracker("siamfc", weights="random", device="cpu", backbone="mobilenetv2")
+    path = save_weights(tmp_path / "fc.safetensors", siamfc.model.state_dict(), "siamfc", siamfc.config)
+    rasnet = build_tracker("rasnet", weights="random", device="cpu", backbone="mobilenetv2").model
+    missing = load_init_weights(rasnet, str(path), "rasnet")
+    assert missing and all(key.startswith("attention.") for key in missing)  # only RASNet's own part
+    torch.testing.assert_close(rasnet.neck.state_dict(), siamfc.model.neck.state_dict())
+    alexnet = build_tracker("siamfc", weights="random", device="cpu").model  # another backbone
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_init_weights(alexnet, str(path), "siamfc")
