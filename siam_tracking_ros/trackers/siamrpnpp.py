@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from siam_tracking_ros.core.capabilities import GlobalSearch
-from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.assembly import MOBILENETV2_STRIDE, NetworkSpec, PartSpec, SiameseNet
 from siam_tracking_ros.models.backbones.alexnet import SEQUENTIAL_INDICES
 from siam_tracking_ros.trackers.config_fields import (
     AnchorFields,
@@ -71,7 +71,7 @@ class SiamRPNppConfig(PresetFields, SearchFields, AnchorFields, RPNDecisionField
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.backbone == "mobilenetv2_imagenet":
-            self.anchor_stride = 16
+            self.anchor_stride = MOBILENETV2_STRIDE
 
     def default_preset(self) -> str:
         """The preset of the chosen backbone (``resnet50`` when none is chosen)."""
