@@ -169,6 +169,29 @@ class Spinner:
         self.thread.join(timeout=5.0)
 
 
+def change_state(probe: Probe, node_name: str, transition: str, timeout: float = 60.0) -> bool:
+    """Ask lifecycle node ``node_name`` for ``transition`` (``configure``, ``activate``, ...)."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    client = probe.create_client(ChangeState, f"/{node_name}/change_state")
+    request = ChangeState.Request()
+    request.transition.id = getattr(Transition, f"TRANSITION_{transition.upper()}")
+    answer = probe.call(client, request, timeout=timeout)
+    probe.destroy_client(client)
+    return answer.success
+
+
+def current_state(probe: Probe, node_name: str) -> str:
+    """The label of lifecycle node ``node_name``'s state (``unconfigured``, ``inactive``, ...)."""
+    from lifecycle_msgs.srv import GetState
+
+    client = probe.create_client(GetState, f"/{node_name}/get_state")
+    answer = probe.call(client, GetState.Request())
+    probe.destroy_client(client)
+    return answer.current_state.label
+
+
 def iou(a, b) -> float:
     from siam_tracking_ros.core.geometry import iou_xywh
 

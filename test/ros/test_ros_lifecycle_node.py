@@ -8,7 +8,7 @@ import time
 import pytest
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from siam_ros_testing import Probe, Spinner, wait_for
+from siam_ros_testing import Probe, Spinner, change_state, current_state, wait_for
 from siam_tracking_ros.msg import TrackedObject
 
 pytestmark = pytest.mark.ros
@@ -39,34 +39,13 @@ def lifecycle_node(ros_session):
         probe.destroy_node()
 
 
-def change_state(probe: Probe, node_name: str, transition: str) -> bool:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
-    client = probe.create_client(ChangeState, f"/{node_name}/change_state")
-    request = ChangeState.Request()
-    request.transition.id = getattr(Transition, f"TRANSITION_{transition.upper()}")
-    answer = probe.call(client, request, timeout=120.0)
-    probe.destroy_client(client)
-    return answer.success
-
-
-def current_state(probe: Probe, node_name: str) -> str:
-    from lifecycle_msgs.srv import GetState
-
-    client = probe.create_client(GetState, f"/{node_name}/get_state")
-    answer = probe.call(client, GetState.Request())
-    probe.destroy_client(client)
-    return answer.current_state.label
-
-
 def test_configure_fails_with_bad_weights_and_succeeds_once_they_are_fixed(lifecycle_node, crossing,
                                                                            tmp_path) -> None:
     name = "tracker_lc_weights"
     missing = tmp_path / "missing.pth"
     node, probe = lifecycle_node(name, [Parameter("weights", value=str(missing))])
     assert current_state(probe, name) == "unconfigured"
-    assert not change_state(probe, name, "configure")
+    assert not change_state(probe, name, "configure", timeout=120.0)
     assert current_state(probe, name) == "unconfigured"
     assert not node.runtime.configured and node.runtime.engine.tracker is None
     assert str(missing) in node.runtime.engine.load_error
@@ -77,7 +56,7 @@ def test_configure_fails_with_bad_weights_and_succeeds_once_they_are_fixed(lifec
     assert client.wait_for_services(timeout_sec=20.0)
     future = client.set_parameters([Parameter("weights", value="random")])
     assert wait_for(future.done, 60.0) and future.result().results[0].successful
-    assert change_state(probe, name, "configure")
+    assert change_state(probe, name, "configure", timeout=120.0)
     assert current_state(probe, name) == "inactive"
     assert node.runtime.engine.tracker is not None and node.runtime.engine.load_error is None
     assert wait_for(probe.reset_client.service_is_ready)
@@ -87,7 +66,7 @@ def test_configure_fails_for_an_unknown_tracker(lifecycle_node) -> None:
     name = "tracker_lc_unknown"
     node, probe = lifecycle_node(name, [Parameter("tracker", value="no_such_variant"),
                                         Parameter("weights", value="")])
-    assert not change_state(probe, name, "configure")
+    assert not change_state(probe, name, "configure", timeout=120.0)
     assert current_state(probe, name) == "unconfigured"
     assert "no_such_variant" in node.runtime.engine.load_error and not node.runtime.configured
 
@@ -97,7 +76,7 @@ def test_outputs_are_published_only_while_active(lifecycle_node, crossing) -> No
 
     name = "tracker_lc_outputs"
     node, probe = lifecycle_node(name, [])
-    assert change_state(probe, name, "configure")
+    assert change_state(probe, name, "configure", timeout=120.0)
     runtime = node.runtime
     outputs = runtime.outputs
     publishers = [outputs.object, outputs.mask, outputs.confidence, outputs.debug]
@@ -113,13 +92,13 @@ def test_outputs_are_published_only_while_active(lifecycle_node, crossing) -> No
     time.sleep(1.0)
     assert probe.objects == [] and runtime.stats.processed == 0
 
-    assert change_state(probe, name, "activate")
+    assert change_state(probe, name, "activate", timeout=120.0)
     assert all(p.is_activated for p in publishers)
     assert probe.send_and_wait(crossing.frame(3), 3).state == TrackedObject.IDLE
     assert probe.init_target(crossing.boxes[3], index=3).success
     assert probe.send_and_wait(crossing.frame(4), 4).state == TrackedObject.TRACKING
 
-    assert change_state(probe, name, "deactivate")
+    assert change_state(probe, name, "deactivate", timeout=120.0)
     assert not any(p.is_activated for p in publishers)
     count = len(probe.objects)
     probe.publish_frame(crossing.frame(5), 5)
@@ -128,12 +107,13 @@ def test_outputs_are_published_only_while_active(lifecycle_node, crossing) -> No
     time.sleep(1.0)
     assert len(probe.objects) == count
 
-    assert change_state(probe, name, "cleanup")
+    assert change_state(probe, name, "cleanup", timeout=120.0)
     assert current_state(probe, name) == "unconfigured"
     assert runtime.outputs is None and len(runtime.entities) == 0 and runtime.engine.tracker is None
     assert wait_for(lambda: not probe.reset_client.service_is_ready())
-    assert change_state(probe, name, "configure") and change_state(probe, name, "activate")
-    assert change_state(probe, name, "active_shutdown")
+    assert change_state(probe, name, "configure", timeout=120.0)
+    assert change_state(probe, name, "activate", timeout=120.0)
+    assert change_state(probe, name, "active_shutdown", timeout=120.0)
     assert current_state(probe, name) == "finalized"
     assert node.runtime.engine.tracker is None and not node.runtime.configured
 
@@ -141,8 +121,8 @@ def test_outputs_are_published_only_while_active(lifecycle_node, crossing) -> No
 def test_activate_fails_without_a_model(lifecycle_node) -> None:
     name = "tracker_lc_nomodel"
     node, probe = lifecycle_node(name, [])
-    assert change_state(probe, name, "configure")
+    assert change_state(probe, name, "configure", timeout=120.0)
     node.runtime.engine.unload()  # the model is gone (as after a failed load with none before it)
-    assert not change_state(probe, name, "activate")
+    assert not change_state(probe, name, "activate", timeout=120.0)
     assert current_state(probe, name) == "inactive" and not node.runtime.active
     assert not node.runtime.outputs.object.is_activated

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from rclpy.parameter import Parameter
-from siam_ros_testing import Probe, Spinner, iou, wait_for
+from siam_ros_testing import Probe, Spinner, change_state, current_state, iou, wait_for
 from siam_tracking_ros.msg import TrackedObject
 
 pytestmark = pytest.mark.ros
@@ -124,27 +124,6 @@ def test_compressed_transport(make_node, nanotrack_weights, crossing) -> None:
     assert results[-1].state == TrackedObject.TRACKING
     last = results[-1]
     assert iou((last.x, last.y, last.width, last.height), crossing.boxes[14]) > 0.4
-
-
-def change_state(probe: Probe, node_name: str, transition: str) -> bool:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
-    client = probe.create_client(ChangeState, f"/{node_name}/change_state")
-    request = ChangeState.Request()
-    request.transition.id = getattr(Transition, f"TRANSITION_{transition.upper()}")
-    answer = probe.call(client, request)
-    probe.destroy_client(client)
-    return answer.success
-
-
-def current_state(probe: Probe, node_name: str) -> str:
-    from lifecycle_msgs.srv import GetState
-
-    client = probe.create_client(GetState, f"/{node_name}/get_state")
-    answer = probe.call(client, GetState.Request())
-    probe.destroy_client(client)
-    return answer.current_state.label
 
 
 def test_lifecycle_node_transitions(make_node, nanotrack_weights, crossing) -> None:
