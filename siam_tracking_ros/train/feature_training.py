@@ -39,7 +39,6 @@ from siam_tracking_ros.train.students import (
     CACHE_GEOMETRY,
     NanoTrackStudent,
     SiameseStudent,
-    copy_network,
     pair_loss,
 )
 
@@ -588,7 +587,7 @@ class FeatureTrainer:
     def tracker(self, state: dict[str, torch.Tensor] | None = None,
                 calibration: tuple[float, float] | None = None) -> Any:
         """The variant's tracker on a copy of the network (holding ``state`` when given)."""
-        return self.student.tracker(copy_network(self.net, state), self.tracker_config(calibration))
+        return self.student.tracker(state, self.tracker_config(calibration))
 
     def validation_sequences(self) -> list[Any]:
         from siam_tracking_ros.data.sequences import find_sequences

@@ -115,9 +115,13 @@ class NanoTrackStudent(nn.Module):
         self.net.eval()
         self.net.ban_head.train()
 
-    def tracker(self, net: nn.Module, config: Any) -> Any:
+    def tracker(self, state: dict[str, torch.Tensor] | None, config: Any) -> Any:
+        """NanoTrack tracking on a copy of the network (holding ``state`` when given)."""
         from siam_tracking_ros.trackers.nanotrack import NanoTracker
 
+        net = copy.deepcopy(self.net)
+        if state is not None:
+            net.load_state_dict(state)
         tracker = NanoTracker(net, config, torch.device("cpu"))
         tracker.name = "nanotrack"
         return tracker
@@ -175,19 +179,14 @@ class SiameseStudent(nn.Module):
         self.net.train()
         self.net.backbone.eval()
 
-    def tracker(self, net: nn.Module, config: Any) -> Any:
+    def tracker(self, state: dict[str, torch.Tensor] | None, config: Any) -> Any:
+        """The variant's tracker on a network of its own holding ``state`` (the current weights
+        when None)."""
         from siam_tracking_ros.trackers.registry import get_spec
 
         tracker = get_spec(self.variant).builder(config, torch.device("cpu"))
-        tracker.model.load_state_dict(net.state_dict())
+        tracker.model.load_state_dict(self.net.state_dict() if state is None else state)
         tracker.model.eval()
         tracker.name = self.variant
         return tracker
 
-
-def copy_network(net: nn.Module, state: dict[str, torch.Tensor] | None) -> nn.Module:
-    """A deep copy of ``net`` holding ``state`` (its own weights when None)."""
-    copied = copy.deepcopy(net)
-    if state is not None:
-        copied.load_state_dict(state)
-    return copied
