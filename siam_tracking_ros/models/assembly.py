@@ -33,8 +33,10 @@ from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import (
     ImageNetMobileNetV2,
     ImageNetMobileNetV2Levels,
 )
+from siam_tracking_ros.models.backbones.mobilenetv3 import BLOCK_LISTS, MobileNetV3
 from siam_tracking_ros.models.backbones.resnet import DilatedResNet50
 from siam_tracking_ros.models.heads.attention import AttentionWeightedTemplate
+from siam_tracking_ros.models.heads.ban import BANHeadV1, BANHeadV2, BANHeadV3
 from siam_tracking_ros.models.heads.cascade_rpn import CascadeRPN
 from siam_tracking_ros.models.heads.cf_layer import CorrelationFilterLayer
 from siam_tracking_ros.models.heads.fc import FCHead
@@ -213,6 +215,14 @@ def alexnet_backbone(layout: str = "pysot", width_mult: float = 1.0, depth: int 
     return AlexNet(siamfc_alexnet() if layout == "siamfc" else pysot_alexnet(width_mult), depth)
 
 
+@register_part("backbone", "mobilenetv3")
+def mobilenetv3_backbone(blocks: str = "small_stride16") -> MobileNetV3:
+    """NanoTrack's MobileNetV3-small at stride 16 (``blocks``: a name of :data:`BLOCK_LISTS`)."""
+    if blocks not in BLOCK_LISTS:
+        raise ValueError(f"unknown MobileNetV3 block list '{blocks}'; valid: {', '.join(BLOCK_LISTS)}")
+    return MobileNetV3(BLOCK_LISTS[blocks])
+
+
 @register_part("head", "cascade_rpn")
 def cascade_rpn_head(in_channels: tuple[int, ...], anchor_num: int = 5, hidden: int = 256) -> CascadeRPN:
     """C-RPN's cascade over backbone levels (deepest first)."""
@@ -233,6 +243,9 @@ register_part("head", "upchannel")(UpChannelRPN)
 register_part("head", "depthwise")(DepthwiseRPN)
 register_part("head", "multi_rpn")(MultiRPN)
 register_part("head", "fc")(FCHead)
+register_part("head", "ban_v1")(BANHeadV1)
+register_part("head", "ban_v2")(BANHeadV2)
+register_part("head", "ban_v3")(BANHeadV3)
 
 #: output stride of the ImageNet MobileNetV2 backbone (``features[:14]``)
 MOBILENETV2_STRIDE = 16

@@ -6,7 +6,8 @@ A variant's config inherits the groups it uses and overrides defaults only:
 - :class:`AnchorFields`: anchor stride/ratios/scales and the score map they give (RPN family),
 - :class:`RPNDecisionFields`: the RPN decision loop's scale/ratio penalty and size rate,
 - :class:`FCSearchFields`: SiamFC's multi-scale search (SiamFC family, SiamDW-FC),
-- :class:`PresetFields`: named presets filling the fields left at ``None`` (one mechanism).
+- :class:`PresetTable` / :class:`PresetFields`: named presets filling the fields left at ``None``
+  (one mechanism; chosen by a ``preset`` field or by the config's own selecting fields).
 
 ``__post_init__`` is cooperative: every group calls ``super().__post_init__()``. Registers nothing.
 """
@@ -105,23 +106,34 @@ class FCSearchFields(ConfigBase):
 
 
 @dataclass
-class PresetFields(ConfigBase):
+class PresetTable(ConfigBase):
     """Named presets as data: the fields a config leaves at ``None`` take the preset's values.
 
-    ``PRESETS`` (class data) maps a preset name to field values; ``preset`` picks one, ``""``
-    means :meth:`default_preset` (e.g. the one named after the chosen backbone or head). The
-    registry lists them as ``<variant>/<preset>`` (:func:`~.registry.list_presets`).
+    ``PRESETS`` (class data) maps a preset name to field values; :meth:`preset_name` picks the
+    one that applies (default: :meth:`default_preset`, the first). The registry lists them as
+    ``<variant>/<preset>`` (:func:`~.registry.list_presets`) and turns such a name into the fields
+    that select it (:meth:`selecting`). A config with a ``preset`` field inherits
+    :class:`PresetFields`; one whose own fields already select (NanoTrack: ``version``,
+    ``opencv_compat``) overrides :meth:`default_preset` and :meth:`selecting`.
     """
 
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-    preset: str = ""
 
     def default_preset(self) -> str:
-        """The preset used when ``preset`` is empty (the first one)."""
+        """The preset used when none is named (the first one)."""
         return next(iter(self.PRESETS))
 
+    def preset_name(self) -> str:
+        """The preset that applies: the ``preset`` field if set, else :meth:`default_preset`."""
+        return getattr(self, "preset", "") or self.default_preset()
+
+    @classmethod
+    def selecting(cls, preset: str) -> dict[str, Any]:
+        """The config fields that make ``preset`` apply (``<variant>/<preset>`` names)."""
+        return {"preset": preset}
+
     def __post_init__(self) -> None:
-        name = self.preset or self.default_preset()
+        name = self.preset_name()
         if name not in self.PRESETS:
             raise ValueError(f"{type(self).__name__}: unknown preset '{name}'; "
                              f"known: {', '.join(self.PRESETS)}")
@@ -129,3 +141,11 @@ class PresetFields(ConfigBase):
             if getattr(self, key) is None:
                 setattr(self, key, value)
         super().__post_init__()
+
+
+@dataclass
+class PresetFields(PresetTable):
+    """:class:`PresetTable` chosen by a ``preset`` field; ``""`` means :meth:`default_preset`
+    (e.g. the one named after the chosen backbone or head)."""
+
+    preset: str = ""

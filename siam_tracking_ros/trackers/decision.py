@@ -15,7 +15,8 @@ Per frame (pysot ``SiamRPNTracker``, DaSiamRPN, SiamMask, C-RPN):
 
 The result is a :class:`Decision`; SiamMask turns it into its mask box. The pieces are plain
 functions on arrays so that trackers with other proposal layouts (e.g. NanoTrack's points) can use
-them too. Registers nothing.
+them too (NanoTrack ranks its points with :func:`rank_proposals` / :func:`blend_window` and moves
+with :func:`step_state`). Registers nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def rank_proposals(score: np.ndarray, boxes: np.ndarray, target_size: np.ndarray
     """Penalise the size/ratio change of every proposal against ``target_size`` (both in crop
     pixels) and blend with the cosine ``window``; invalid proposals rank -1."""
     penalty = scale_ratio_penalty(boxes[:, 2], boxes[:, 3], target_size[0], target_size[1], penalty_k)
+    return blend_window(score, boxes, penalty, window, influence, valid)
+
+
+def blend_window(score: np.ndarray, boxes: np.ndarray, penalty: np.ndarray, window: np.ndarray,
+                 influence: float, valid: np.ndarray | None = None) -> Proposals:
+    """The ranking of :func:`rank_proposals` from a ``penalty`` computed elsewhere (e.g. OpenCV's)."""
     pscore = penalty * score * (1 - influence) + window * influence
     if valid is not None:
         pscore = np.where(valid, pscore, -1.0)
@@ -83,6 +90,16 @@ def smoothed_state(center: np.ndarray, size: np.ndarray, box: np.ndarray, rate: 
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Move to ``box`` (cxcywh offset from ``center``, source pixels): centre at once, size with ``rate``."""
     return center + box[:2], size * (1 - rate) + box[2:] * rate
+
+
+def step_state(center: np.ndarray, size: np.ndarray, props: Proposals, best: int, scale_z: float,
+               lr: float, frame_shape: tuple[int, ...], min_size: float
+               ) -> tuple[float, float, float, float]:
+    """The box update: move to proposal ``best`` (crop pixels / ``scale_z``) with rate
+    ``lr * penalty * score`` (:func:`smoothed_state`), clipped to the frame: ``(cx, cy, w, h)``."""
+    rate = props.penalty[best] * props.score[best] * lr
+    center, size = smoothed_state(center, size, props.boxes[best] / scale_z, rate)
+    return clip_box_xywh(*center, *size, frame_shape, min_size)
 
 
 def cast_features(features: Any, dtype: torch.dtype) -> Any:
@@ -193,9 +210,10 @@ class DecisionLoop(SiameseTracker):
         frame; returns the new ``(cx, cy, w, h)``."""
         cfg = self.config
         if move and props is not None:
-            rate = props.penalty[best] * props.score[best] * cfg.lr
-            self.center, self.size = smoothed_state(self.center, self.size, props.boxes[best] / scale_z, rate)
-        state = clip_box_xywh(*self.center, *self.size, frame_shape, cfg.min_size)
+            state = step_state(self.center, self.size, props, best, scale_z, cfg.lr, frame_shape,
+                               cfg.min_size)
+        else:
+            state = clip_box_xywh(*self.center, *self.size, frame_shape, cfg.min_size)
         self.center, self.size = np.array(state[:2]), np.array(state[2:])
         return state
 

@@ -2,75 +2,61 @@
 
 The network takes float BGR crops in 0..255 (NanoTrack uses no normalisation). Tracking follows
 the official NanoTracker: context crop, softmax foreground score, (l, t, r, b) distances decoded
-around a grid of points, scale/ratio penalty, cosine window, size smoothing with
-``lr = penalty * score * LR``, clipping. Official checkpoints load through
-:func:`import_official_nanotrack` (keys ``backbone.*`` and ``ban_head.*``).
+around a grid of points, then the decision pieces of :mod:`~.decision` (scale/ratio penalty,
+cosine window, size smoothing with ``lr = penalty * score * LR``, clipping). The network is an
+assembly spec (:func:`nanotrack_spec`: ``mobilenetv3`` or ``mobilenetv2_imagenet`` backbone +
+``ban_v1|v2|v3`` head); the official hyper-parameters of each version (and OpenCV's) are presets
+selected by ``version`` / ``opencv_compat`` (``nanotrack/v1`` ... ``nanotrack/opencv``). Official
+checkpoints load through :func:`import_official_nanotrack` (keys ``backbone.*`` and ``ban_head.*``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from siam_tracking_ros.backends.crop import WarpCropper
 from siam_tracking_ros.core.capabilities import ScalableSearch
 from siam_tracking_ros.core.geometry import (
     change_ratio,
-    clip_box_xywh,
     context_size,
     cosine_window,
     crop_subwindow_numpy,
     frame_mean,
     padded_size,
-    scale_ratio_penalty,
 )
 from siam_tracking_ros.core.presence import platt_probability
 from siam_tracking_ros.core.result import TrackResult
-from siam_tracking_ros.models.backbones.mobilenetv2_imagenet import ImageNetMobileNetV2
-from siam_tracking_ros.models.backbones.mobilenetv3 import (
-    SMALL_STRIDE16,
-    SMALL_STRIDE16_WIDE,
-    BlockSpec,
-    MobileNetV3,
-)
-from siam_tracking_ros.models.heads.ban import BANHeadV1, BANHeadV2, BANHeadV3, TemplateFeatures
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
+from siam_tracking_ros.models.heads.ban import TemplateFeatures
 from siam_tracking_ros.trackers.base import SiameseTracker
+from siam_tracking_ros.trackers.config_fields import PresetTable
+from siam_tracking_ros.trackers.decision import Proposals, blend_window, rank_proposals, step_state
 from siam_tracking_ros.trackers.registry import register_tracker
 
 
 class VersionSpec(NamedTuple):
-    """Architecture and official tracking hyper-parameters of one NanoTrack version."""
+    """Architecture of one NanoTrack version: MobileNetV3 block list, head part, score-map side."""
 
-    blocks: tuple[BlockSpec, ...]
-    head: type[nn.Module]
+    blocks: str
+    head: str
     score_size: int
-    window_influence: float
-    penalty_k: float
-    lr: float
 
 
-#: values from the official ``configv{1,2,3}.yaml``
 VERSIONS: dict[str, VersionSpec] = {
-    "v1": VersionSpec(SMALL_STRIDE16, BANHeadV1, 16, 0.462, 0.148, 0.390),
-    "v2": VersionSpec(SMALL_STRIDE16, BANHeadV2, 16, 0.490, 0.150, 0.385),
-    "v3": VersionSpec(SMALL_STRIDE16_WIDE, BANHeadV3, 15, 0.455, 0.138, 0.348),
+    "v1": VersionSpec("small_stride16", "ban_v1", 16),
+    "v2": VersionSpec("small_stride16", "ban_v2", 16),
+    "v3": VersionSpec("small_stride16_wide", "ban_v3", 15),
 }
 
-#: backbones by config name: the official MobileNetV3-style one of each version, or ImageNet
+#: the ``backbone`` options: the official MobileNetV3-style one of each version, or ImageNet
 #: MobileNetV2 (torchvision layout, ``features[:14]``, stride 16, 96 channels) for pretrained init
-BACKBONES: dict[str, Callable[[VersionSpec], nn.Module]] = {
-    "mobilenetv3": lambda spec: MobileNetV3(spec.blocks),
-    "mobilenetv2": lambda spec: ImageNetMobileNetV2(width=1.0, num_layers=14),
-}
-
-#: hyper-parameters hard-coded in OpenCV's TrackerNano: window influence, penalty k, lr
-OPENCV_HYPER_PARAMETERS = (0.455, 0.055, 0.37)
+BACKBONES = ("mobilenetv3", "mobilenetv2")
 
 #: a ``ban_head`` key that only the given version's checkpoint has
 _VERSION_MARKERS = {
@@ -81,12 +67,21 @@ _VERSION_MARKERS = {
 
 
 @dataclass
-class NanoTrackConfig:
+class NanoTrackConfig(PresetTable):
     """NanoTrack architecture version and tracking hyper-parameters.
 
-    ``window_influence``, ``penalty_k`` and ``lr`` left at ``None`` take the official value of
-    ``version`` (see :data:`VERSIONS`), or OpenCV's hard-coded ones with ``opencv_compat``.
+    ``window_influence``, ``penalty_k`` and ``lr`` left at ``None`` take the values of the preset
+    that ``version`` names (the official ``configv{1,2,3}.yaml``), or of ``opencv`` (OpenCV's
+    hard-coded ones) with ``opencv_compat``: ``nanotrack/v3`` = ``version="v3"``,
+    ``nanotrack/opencv`` = ``opencv_compat=True``.
     """
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "v1": {"window_influence": 0.462, "penalty_k": 0.148, "lr": 0.390},
+        "v2": {"window_influence": 0.490, "penalty_k": 0.150, "lr": 0.385},
+        "v3": {"window_influence": 0.455, "penalty_k": 0.138, "lr": 0.348},
+        "opencv": {"window_influence": 0.455, "penalty_k": 0.055, "lr": 0.37},
+    }
 
     version: str = "v2"
     #: ``mobilenetv3`` (the official checkpoints) or ``mobilenetv2`` (ImageNet-pretrained init)
@@ -107,6 +102,18 @@ class NanoTrackConfig:
     #: below this calibrated score the state (centre, size) is held at the last confident one
     hold_below: float = 0.0
 
+    def default_preset(self) -> str:
+        """``opencv`` with ``opencv_compat``, else ``version``."""
+        return "opencv" if self.opencv_compat else self.version
+
+    @classmethod
+    def selecting(cls, preset: str) -> dict[str, Any]:
+        return {"opencv_compat": True} if preset == "opencv" else {"version": preset}
+
+    def __post_init__(self) -> None:
+        version_spec(self.version)  # an unknown version is named as such, not as a preset
+        super().__post_init__()
+
 
 def version_spec(version: str) -> VersionSpec:
     """The :class:`VersionSpec` of ``version``; ``ValueError`` naming the known ones otherwise."""
@@ -115,32 +122,27 @@ def version_spec(version: str) -> VersionSpec:
     return VERSIONS[version]
 
 
-class NanoTrackNet(nn.Module):
-    """Backbone + BAN head. ``template`` -> head-ready template features; ``search`` -> cls/loc."""
+def nanotrack_spec(version: str = "v2", backbone: str = "mobilenetv3") -> NetworkSpec:
+    """Backbone (attribute ``backbone``) + the version's BAN head (attribute ``ban_head``);
+    ``search`` returns ``{"cls": (B, 2, S, S) logits, "loc": (B, 4, S, S) ltrb crop pixels}``."""
+    arch = version_spec(version)
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown NanoTrack backbone '{backbone}'; known: {', '.join(BACKBONES)}")
+    part = PartSpec("mobilenetv3", {"blocks": arch.blocks}) if backbone == "mobilenetv3" else \
+        PartSpec("mobilenetv2_imagenet", {"width": 1.0, "num_layers": 14})
+    return NetworkSpec(part, PartSpec(arch.head), head_kind="ban", outputs=("cls", "loc"),
+                       head_name="ban_head")
+
+
+class NanoTrackNet(SiameseNet):
+    """The network of :func:`nanotrack_spec`; ``template`` -> head-ready template features."""
 
     head_kind = "ban"
 
     def __init__(self, version: str = "v2", backbone: str = "mobilenetv3") -> None:
-        super().__init__()
-        spec = version_spec(version)
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown NanoTrack backbone '{backbone}'; known: {', '.join(BACKBONES)}")
+        super().__init__(nanotrack_spec(version, backbone))
         self.version = version
         self.backbone_name = backbone
-        self.backbone = BACKBONES[backbone](spec)
-        self.ban_head = spec.head(self.backbone.out_channels)
-
-    def template(self, z: torch.Tensor) -> TemplateFeatures:
-        """Features of exemplar crops ``(B, 3, 127, 127)``, BGR 0..255."""
-        return self.ban_head.prepare(self.backbone(z))
-
-    def search(self, features: TemplateFeatures, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"cls": (B, 2, S, S) logits, "loc": (B, 4, S, S) ltrb distances in crop pixels}``."""
-        cls, loc = self.ban_head.correlate(features, self.backbone(x))
-        return {"cls": cls, "loc": loc}
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.search(self.template(z), x)
 
 
 def detect_version(state: Mapping[str, torch.Tensor]) -> str:
@@ -191,13 +193,7 @@ class NanoTracker(SiameseTracker, ScalableSearch):
 
     def __init__(self, model: NanoTrackNet, config: NanoTrackConfig, device: torch.device) -> None:
         super().__init__(model, config, device)
-        spec = version_spec(config.version)
-        defaults = OPENCV_HYPER_PARAMETERS if config.opencv_compat else (
-            spec.window_influence, spec.penalty_k, spec.lr)
-        self.window_influence = _pick(config.window_influence, defaults[0])
-        self.penalty_k = _pick(config.penalty_k, defaults[1])
-        self.lr = _pick(config.lr, defaults[2])
-        self.score_size = spec.score_size
+        self.score_size = version_spec(config.version).score_size
         # OpenCV keeps its state and maps in float32 and its points in crop pixels (origin 127)
         self.state_dtype = np.float32 if config.opencv_compat else np.float64
         self._grids: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
@@ -295,14 +291,17 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         """Calibrated probability that the box holds the target (the raw peak if uncalibrated)."""
         return platt_probability(raw_score, self.config.score_calibration)
 
-    def _penalty(self, boxes: np.ndarray, scale_z: float) -> np.ndarray:
-        """Scale/ratio change penalty of every proposal (crop pixels)."""
+    def _rank(self, score: np.ndarray, boxes: np.ndarray, scale_z: float, influence: float) -> Proposals:
+        """Penalty and cosine window of every proposal (``boxes`` ``(N, 4)`` crop pixels);
+        OpenCV's penalty measures the scale change against the target centre."""
+        cfg = self.config
+        if not cfg.opencv_compat:
+            return rank_proposals(score, boxes, self.size * scale_z, self.window, cfg.penalty_k, influence)
         target_w, target_h = self.size * scale_z
-        if not self.config.opencv_compat:
-            return scale_ratio_penalty(boxes[2], boxes[3], target_w, target_h, self.penalty_k)
-        s_c = change_ratio(padded_size(boxes[2], boxes[3]) / padded_size(*self.center))
-        r_c = change_ratio((target_w / target_h) / (boxes[2] / boxes[3]))
-        return np.exp(-(r_c * s_c - 1.0) * self.penalty_k)
+        w, h = boxes[:, 2], boxes[:, 3]
+        s_c = change_ratio(padded_size(w, h) / padded_size(*self.center))
+        r_c = change_ratio((target_w / target_h) / (w / h))
+        return blend_window(score, boxes, np.exp(-(r_c * s_c - 1.0) * cfg.penalty_k), self.window, influence)
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         x, y, w, h = box
@@ -321,16 +320,12 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         out = self.search_pass(self.features, self._crop(frame, side, self.instance_size))
         score, ltrb = self._read_outputs(out)
         boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h in crop pixels, crop centre at self.origin
-        penalty = self._penalty(boxes, scale_z)
-        influence = self.window_influence if self.search_scale == 1.0 else 0.0
-        pscore = penalty * score * (1 - influence) + self.window * influence
-        best = int(np.argmax(pscore))
+        boxes[:2] -= self.origin
+        props = self._rank(score, boxes.T, scale_z, cfg.window_influence if self.search_scale == 1.0 else 0.0)
+        best = int(np.argmax(props.pscore))
         presence = self.presence(float(score[best]))
-        lr = penalty[best] * score[best] * self.lr
-        cx, cy = self.center + (boxes[:2, best] - self.origin) / scale_z
         size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size  # OpenCV's round trip
-        w, h = size * (1 - lr) + boxes[2:, best] / scale_z * lr
-        cx, cy, w, h = clip_box_xywh(cx, cy, w, h, frame.shape, cfg.min_size)
+        cx, cy, w, h = step_state(self.center, size, props, best, scale_z, cfg.lr, frame.shape, cfg.min_size)
         held = presence < cfg.hold_below
         if not held:
             self.center = np.array([cx, cy], self.state_dtype)
@@ -341,7 +336,7 @@ class NanoTracker(SiameseTracker, ScalableSearch):
             box = tuple(float(int(v)) for v in box)
         box = tuple(float(v) for v in box)
         return TrackResult(box, presence, extra={"raw_score": float(score[best]), "held": held,
-                                                 "pscore": float(pscore[best]),
+                                                 "pscore": float(props.pscore[best]),
                                                  "scale_z": float(scale_z)})
 
     def _read_outputs(self, out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -373,10 +368,6 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         x2 = self.points[0] + ltrb[2]
         y2 = self.points[1] + ltrb[3]
         return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-
-
-def _pick(value: float | None, default: float) -> float:
-    return float(default if value is None else value)
 
 
 @register_tracker("nanotrack", NanoTrackConfig,

@@ -113,10 +113,15 @@ def list_presets() -> dict[str, Mapping[str, Any]]:
 
 
 def split_preset(name: str, overrides: dict[str, Any]) -> str:
-    """``"variant/preset"`` -> ``"variant"`` with ``overrides["preset"]`` set; other names as they are."""
+    """``"variant/preset"`` -> ``"variant"`` with the fields that select the preset set in
+    ``overrides`` (``preset``, or the config's own selecting fields); other names as they are."""
     variant, _, preset = name.partition("/")
     if preset:
-        overrides.setdefault("preset", preset)
+        selecting = getattr(get_spec(variant).config_cls, "selecting", None)
+        if selecting is None:
+            raise ValueError(f"'{variant}' has no presets (asked for '{name}')")
+        for key, value in selecting(preset).items():
+            overrides.setdefault(key, value)
     return variant
 
 

@@ -41,6 +41,10 @@ SMALL_STRIDE16: tuple[BlockSpec, ...] = (
 #: NanoTrack v3: one more block kept at stride 1 (instead of 2) for 96 output channels
 SMALL_STRIDE16_WIDE: tuple[BlockSpec, ...] = (*SMALL_STRIDE16, BlockSpec(5, 288, 96, True, True, 1))
 
+#: the block lists by name (the ``blocks`` of the ``mobilenetv3`` backbone part)
+BLOCK_LISTS: dict[str, tuple[BlockSpec, ...]] = {"small_stride16": SMALL_STRIDE16,
+                                                 "small_stride16_wide": SMALL_STRIDE16_WIDE}
+
 STEM_CHANNELS = 16
 
 
@@ -114,6 +118,8 @@ class MobileNetV3(nn.Module):
             channels = spec.out
         self.features = nn.Sequential(*layers)
         self.out_channels = channels
+        #: output stride: the stem's 2 times each stride-2 block's
+        self.stride = 2 ** (1 + sum(1 for spec in blocks if spec.stride == 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

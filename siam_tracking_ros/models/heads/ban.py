@@ -130,7 +130,28 @@ def box_predictor(in_channels: int) -> nn.Sequential:
     return head
 
 
-class BANHeadV1(nn.Module):
+class BANHead(nn.Module):
+    """What the three heads share: :meth:`prepare` (template side, once per target) and
+    :meth:`correlate` (search side); ``template``/``search`` are the assembly's names for them
+    (:mod:`siam_tracking_ros.models.assembly`), ``forward`` chains both."""
+
+    def prepare(self, zf: torch.Tensor) -> TemplateFeatures:
+        raise NotImplementedError
+
+    def correlate(self, template: TemplateFeatures, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def template(self, zf: torch.Tensor) -> TemplateFeatures:
+        return self.prepare(zf)
+
+    def search(self, template: TemplateFeatures, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.correlate(template, xf)
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.correlate(self.prepare(zf), xf)
+
+
+class BANHeadV1(BANHead):
     """NanoTrack v1 head: shared pixel-wise correlation, towers of width 128 (cls) / 96 (loc)."""
 
     def __init__(self, in_channels: int = 48, template_cells: int = 64) -> None:
@@ -148,11 +169,8 @@ class BANHeadV1(nn.Module):
         corr = self.corr_pw.correlate(template["kernel"], xf)
         return self.cls_logits(self.cls_tower(corr)), torch.exp(self.bbox_pred(self.bbox_tower(corr)))
 
-    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.correlate(self.prepare(zf), xf)
 
-
-class BANHeadV2(nn.Module):
+class BANHeadV2(BANHead):
     """NanoTrack v2 head: separate adjusted pixel-wise correlations, six-layer 3x3 towers."""
 
     def __init__(self, in_channels: int = 48, template_cells: int = 64, width: int = 96) -> None:
@@ -172,11 +190,8 @@ class BANHeadV2(nn.Module):
         reg = self.bbox_pred(self.bbox_pw_tower(self.corr_pw_reg.correlate(template["reg"], xf)))
         return cls, torch.exp(reg)
 
-    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.correlate(self.prepare(zf), xf)
 
-
-class BANHeadV3(nn.Module):
+class BANHeadV3(BANHead):
     """NanoTrack v3 head: pixel-wise + depthwise correlation, fused by 1x1 convs (15x15 maps)."""
 
     def __init__(self, in_channels: int = 96, template_cells: int = 64, depth: int = 6,
@@ -211,6 +226,3 @@ class BANHeadV3(nn.Module):
         x_reg = self.down_reg(torch.cat((self.corr_pw_reg.correlate(template["pw_reg"], xf),
                                          self.corr_dw_reg.correlate(template["dw_reg"], xf)), 1))
         return self.cls_logits(self.cls_tower(x_cls)), torch.exp(self.bbox_pred(self.bbox_tower(x_reg)))
-
-    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.correlate(self.prepare(zf), xf)

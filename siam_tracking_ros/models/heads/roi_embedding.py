@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, build_part, out_channels, register_part
+
 
 def _axis_weights(low: torch.Tensor, high: torch.Tensor, output_size: int, sampling_ratio: int,
                   size: int) -> torch.Tensor:
@@ -129,6 +131,9 @@ class SINTBackbone(nn.Module):
         return level4, self.to_level5(level4)
 
 
+register_part("backbone", "sint_vgg")(SINTBackbone)
+
+
 class ROIEmbedding(nn.Module):
     """Candidate embedding: RoI-pool two levels, fc on the deeper, L2-normalise each, concatenate.
 
@@ -210,8 +215,29 @@ class RidgeBoxRegressor:
         return torch.cat([centre, proposals[:, 2:] * torch.exp(deltas[:, 2:].clamp(-1.0, 1.0))], dim=1)
 
 
+@register_part("head", "roi_embedding")
+def roi_embedding_head(in_channels: Sequence[int], pool_size: int = 7, fc_dim: int = 1024,
+                       pooling: str = "align") -> ROIEmbedding:
+    """:class:`ROIEmbedding` over the two backbone levels of ``in_channels``."""
+    return ROIEmbedding(in_channels, pool_size, fc_dim, pooling)
+
+
+def sint_spec(widths: Sequence[int] = (64, 128, 256, 512, 512), convs: Sequence[int] = (2, 2, 3, 3, 3),
+              pool_size: int = 7, fc_dim: int = 1024, pooling: str = "align") -> NetworkSpec:
+    """SINT's parts: the ``sint_vgg`` backbone and the ``roi_embedding`` head (attribute ``embedding``)."""
+    return NetworkSpec(PartSpec("sint_vgg", {"widths": tuple(widths), "convs": tuple(convs)}),
+                       PartSpec("roi_embedding",
+                                {"pool_size": pool_size, "fc_dim": fc_dim, "pooling": pooling}),
+                       head_kind="sint", outputs=("score", "embedding"), head_name="embedding")
+
+
 class SINTNet(nn.Module):
     """SINT matching network: backbone + :class:`ROIEmbedding`; ``head_kind = "sint"``.
+
+    Its parts come from a spec (:func:`sint_spec`, built by the assembly's :func:`build_part`);
+    the passes are SINT's own, not :class:`~siam_tracking_ros.models.assembly.SiameseNet`'s:
+    they embed candidate *boxes* of whole images rather than correlating a template with a
+    search crop, so there is no score map and no stride.
 
     - ``template(z, boxes=None)``: embeddings ``(N, D)`` of ``boxes`` in ``z (1, 3, H, W)`` (the whole
       image when ``None``; with ``B > 1`` images and no boxes, one whole-image embedding each),
@@ -227,8 +253,9 @@ class SINTNet(nn.Module):
                  convs: Sequence[int] = (2, 2, 3, 3, 3),
                  pool_size: int = 7, fc_dim: int = 1024, pooling: str = "align") -> None:
         super().__init__()
-        self.backbone = SINTBackbone(widths, convs)
-        self.embedding = ROIEmbedding(self.backbone.channels, pool_size, fc_dim, pooling)
+        self.spec = sint_spec(widths, convs, pool_size, fc_dim, pooling)
+        self.backbone = build_part("backbone", self.spec.backbone)
+        self.embedding = build_part("head", self.spec.head, out_channels(self.backbone))
         self.register_buffer("mean", torch.tensor([0.406, 0.456, 0.485]).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor([0.225, 0.224, 0.229]).view(1, 3, 1, 1) * 255.0)
 
