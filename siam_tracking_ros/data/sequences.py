@@ -244,7 +244,7 @@ def find_sequences(root: str | Path, names: list[str] | None = None) -> list[Seq
     ``names`` keeps only sequences whose folder name is listed (order of ``names`` is kept);
     an unknown name raises ``KeyError`` listing the available ones.
     """
-    root = Path(root)
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder")
     folders = {p.name: p for p in _sequence_dirs(root, depth=2)}

@@ -8,6 +8,16 @@ Every combination runs one-pass evaluation (OPE) on every sequence; ``tune.csv``
 combinations by mean success AUC and ``best.yaml`` holds the winner as ``tracker_params`` for the
 node (``--params-file``) or ``--option`` values for ``siam-eval``. Tune on sequences you will not
 report results on: a grid picked on the test sequences overstates what it does elsewhere.
+
+``--mode presence`` runs the presence protocol instead (``siam-eval --mode presence``) and ranks
+by the mean of the fraction of absent frames in LOST and of visible frames in TRACKING; grid keys
+that are :class:`~siam_tracking_ros.core.presence.LostPolicy` fields (``score_threshold``,
+``lost_frames``, ``found_frames``, ``lost_search_scale``) set the state machine, the others the
+tracker::
+
+    siam-tune --mode presence --tracker nanotrack --dataset ../shared/data/sequences \
+        --sequences otb_Human3_first199 uav10_building4 --grid score_threshold=0.4,0.5 lost_frames=5,10 \
+        --max-frames 250 --out runs/tune_presence
 """
 
 from __future__ import annotations
@@ -61,10 +71,49 @@ def evaluate_combination(variant: str, weights: str | None, overrides: dict[str,
     return scores
 
 
+#: presence-mode columns of ``tune.csv`` (from :func:`~siam_tracking_ros.eval.presence.presence_summary`)
+PRESENCE_COLUMNS = ("roc_auc", "absent_lost", "present_tracking", "reacquired", "reacquire_frames")
+
+
+def evaluate_presence_combination(variant: str, weights: str | None, overrides: dict[str, Any],
+                                  sequences: list[Sequence], device: str = "cpu",
+                                  max_frames: int | None = None, backend: str = "torch",
+                                  threads: int = 1, splice_frames: int = 60) -> dict[str, float]:
+    """The presence protocol with ``overrides`` split between the state machine and the tracker;
+    ``"mean"`` is the mean of ``absent_lost`` (0 where no absent frame is counted) and
+    ``present_tracking``."""
+    from dataclasses import fields
+
+    from siam_tracking_ros.core.presence import LostPolicy
+    from siam_tracking_ros.eval.presence import evaluate_presence
+    from siam_tracking_ros.trackers.registry import build_tracker
+
+    policy_keys = {f.name for f in fields(LostPolicy)}
+    policy = LostPolicy(**{k: v for k, v in overrides.items() if k in policy_keys})
+    tracker = build_tracker(variant, weights=weights, device=device,
+                            **{k: v for k, v in overrides.items() if k not in policy_keys})
+    if backend != "torch":
+        tracker.use_backend(backend, threads)
+    summary, _ = evaluate_presence(tracker, sequences, policy, splice_frames, max_frames)
+    scores = {k: float(summary[k]) for k in PRESENCE_COLUMNS}
+    # a policy so slow that no absent frame is counted (nan) earns nothing for them
+    absent_lost = scores["absent_lost"] if np.isfinite(scores["absent_lost"]) else 0.0
+    scores["mean"] = (absent_lost + scores["present_tracking"]) / 2.0
+    return scores
+
+
 def tune(variant: str, weights: str | None, sequences: list[Sequence], grid: dict[str, list[Any]],
          device: str = "cpu", max_frames: int | None = None, progress: bool = True,
-         backend: str = "torch", threads: int = 1) -> list[dict[str, Any]]:
-    """Rows ``{**combination, **scores}`` sorted best first by mean AUC."""
+         backend: str = "torch", threads: int = 1, mode: str = "ope",
+         splice_frames: int = 60) -> list[dict[str, Any]]:
+    """Rows ``{**combination, **scores}`` sorted best first by their ``auc_mean`` (OPE) or
+    ``presence_mean`` (presence)."""
+    if mode == "presence":
+        def evaluate(*args: Any) -> dict[str, float]:
+            return evaluate_presence_combination(*args, splice_frames=splice_frames)
+    else:
+        evaluate = evaluate_combination
+    prefix = "presence" if mode == "presence" else "auc"
     combos = combinations(grid)
     bar = None
     if progress:
@@ -73,15 +122,14 @@ def tune(variant: str, weights: str | None, sequences: list[Sequence], grid: dic
         bar = tqdm(total=len(combos), desc=f"siam-tune {variant}", dynamic_ncols=True)
     rows = []
     for combo in combos:
-        scores = evaluate_combination(variant, weights, combo, sequences, device, max_frames, backend,
-                                      threads)
-        rows.append({**combo, **{f"auc_{k}": round(v, 4) for k, v in scores.items()}})
+        scores = evaluate(variant, weights, combo, sequences, device, max_frames, backend, threads)
+        rows.append({**combo, **{f"{prefix}_{k}": round(v, 4) for k, v in scores.items()}})
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(best=f"{max(r['auc_mean'] for r in rows):.3f}", refresh=False)
+            bar.set_postfix(best=f"{max(r[f'{prefix}_mean'] for r in rows):.3f}", refresh=False)
     if bar is not None:
         bar.close()
-    return sorted(rows, key=lambda row: row["auc_mean"], reverse=True)
+    return sorted(rows, key=lambda row: row[f"{prefix}_mean"], reverse=True)
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], grid: dict[str, list[Any]], argv: list[str]) -> None:
@@ -92,8 +140,8 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], grid: dict[str, list[An
         writer.writeheader()
         writer.writerows(rows)
     best = {key: rows[0][key] for key in grid}
-    doc = {"command": "siam-tune " + " ".join(argv), "mean_auc": rows[0]["auc_mean"],
-           "tracker_params": best}
+    score_key, name = ("auc_mean", "mean_auc") if "auc_mean" in rows[0] else ("presence_mean",) * 2
+    doc = {"command": "siam-tune " + " ".join(argv), name: rows[0][score_key], "tracker_params": best}
     (out / "best.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -109,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"),
                         help="inference backend (results agree with torch; onnxruntime is faster on CPU)")
+    parser.add_argument("--mode", choices=("ope", "presence"), default="ope",
+                        help="rank by OPE success AUC or by the presence protocol's LOST/TRACKING fractions")
+    parser.add_argument("--splice-frames", type=int, default=60,
+                        help="presence: frames of each sequence in a spliced segment")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -126,15 +178,19 @@ def main(argv: list[str] | None = None) -> int:
         if not sequences:
             raise ValueError(f"no sequences found under {args.dataset}")
         rows = tune(args.tracker, args.weights, sequences, grid, args.device, args.max_frames,
-                    not args.no_progress, args.backend, args.threads)
+                    not args.no_progress, args.backend, args.threads, args.mode, args.splice_frames)
     except (ValueError, KeyError, OSError, TypeError) as exc:
         print(f"siam-tune: error: {exc}", file=sys.stderr)
         return 2
     write_outputs(args.out, rows, grid, argv)
     keys = list(grid)
-    print(" | ".join([*keys, "mean AUC"]))
+    if args.mode == "presence":
+        columns = [f"presence_{k}" for k in (*PRESENCE_COLUMNS, "mean")]
+    else:
+        columns = ["auc_mean"]
+    print(" | ".join([*keys, *columns]))
     for row in rows[:10]:
-        print(" | ".join([*(str(row[k]) for k in keys), f"{row['auc_mean']:.4f}"]))
+        print(" | ".join([*(str(row[k]) for k in keys), *(f"{row[c]:.4f}" for c in columns)]))
     print(f"best: {args.out / 'best.yaml'}")
     return 0
 

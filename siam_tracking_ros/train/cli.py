@@ -8,6 +8,8 @@ validate weights.
     siam-train pretrained fetch|list [NAME ...]
     siam-train features CONFIG [--set key=value ...] [--cache-only]
     siam-train calibrate WEIGHTS OUT --root DIR SEQ [SEQ ...] [--option key=value ...]
+    siam-train videos fetch
+    siam-train pseudo-label VIDEO [VIDEO ...] --teacher CKPT [--out DIR] [--option key=value ...]
 
 Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node=N ...``.
 """
@@ -19,7 +21,8 @@ import json
 import os
 import sys
 
-SUBCOMMANDS = ("train", "cache", "export", "validate", "pretrained", "features", "calibrate")
+SUBCOMMANDS = ("train", "cache", "export", "validate", "pretrained", "features", "calibrate", "videos",
+               "pseudo-label")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +68,30 @@ def _parser() -> argparse.ArgumentParser:
                            help="tracking option stored with the file (e.g. window_influence=0.4)")
     calibrate.add_argument("--splice-frames", type=int, default=60)
     calibrate.add_argument("--max-frames", type=int, default=250)
+    videos = sub.add_parser("videos", help="unlabelled clips from the pinned Debian opencv-doc package")
+    videos.add_argument("action", choices=("fetch",))
+    videos.add_argument("--out", help="folder (default ~/.cache/siam_tracking_ros/videos)")
+    pseudo = sub.add_parser("pseudo-label", help="teacher-labelled tracks from unlabelled clips")
+    pseudo.add_argument("videos", nargs="+")
+    pseudo.add_argument("--teacher", required=True, help="teacher checkpoint (e.g. official nanotrackv2.pth)")
+    pseudo.add_argument("--teacher-option", action="append", default=["version=v2"], metavar="KEY=VALUE")
+    pseudo.add_argument("--out", default="~/.cache/siam_tracking_ros/pseudo_tracks")
+    pseudo.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="PseudoLabelSpec field, e.g. length=80")
+    pseudo.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the teacher")
     return parser
+
+
+def _options(items: list[str], flag: str) -> dict:
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} {item!r}: expected key=value")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         handlers = {"train": _train, "cache": _cache, "export": _export, "validate": _validate,
-                    "pretrained": _pretrained, "features": _features, "calibrate": _calibrate}
+                    "pretrained": _pretrained, "features": _features, "calibrate": _calibrate,
+                    "videos": _videos, "pseudo-label": _pseudo_label}
         return handlers[args.command](args)
     except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
         print(f"siam-train: error: {exc}", file=sys.stderr)
@@ -145,18 +172,46 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    import yaml
-
     from siam_tracking_ros.train.feature_training import recalibrate
     from siam_tracking_ros.train.validate import load_validation_sequences
 
-    options = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--option {item!r}: expected key=value")
-        options[key] = yaml.safe_load(value)
+    options = _options(args.option, "--option")
     sequences = load_validation_sequences(args.root, args.sequences)
     print(json.dumps(recalibrate(args.weights, args.out, sequences, args.splice_frames, args.max_frames,
                                  **options), indent=2))
+    return 0
+
+
+def _videos(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from siam_tracking_ros.train.pseudo_tracks import fetch_opencv_videos
+
+    for path in fetch_opencv_videos(Path(args.out).expanduser() if args.out else None):
+        print(path)
+    return 0
+
+
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+    from pathlib import Path
+
+    import torch
+
+    from siam_tracking_ros.train.pseudo_tracks import PseudoLabelSpec, pseudo_label_videos
+
+    torch.set_num_threads(max(1, args.threads))
+    options = _options(args.option, "--option")
+    known = {f.name for f in fields(PseudoLabelSpec)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown --option {unknown}; known: {', '.join(sorted(known))}")
+    videos = [Path(v).expanduser() for v in args.videos]
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such video: {', '.join(missing)}")
+    spec = PseudoLabelSpec(**options)
+    summary = pseudo_label_videos(videos, args.teacher, Path(args.out).expanduser(), spec,
+                                  _options(args.teacher_option, "--teacher-option"))
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=2))
     return 0
