@@ -6,6 +6,7 @@ A variant's config inherits the groups it uses and overrides defaults only:
 - :class:`AnchorFields`: anchor stride/ratios/scales and the score map they give (RPN family),
 - :class:`RPNDecisionFields`: the RPN decision loop's scale/ratio penalty and size rate,
 - :class:`FCSearchFields`: SiamFC's multi-scale search (SiamFC family, SiamDW-FC),
+- :class:`BackboneStrideFields`: the MobileNetV2 backbone option's stride,
 - :class:`PresetTable` / :class:`PresetFields`: named presets filling the fields left at ``None``
   (one mechanism; chosen by a ``preset`` field or by the config's own selecting fields).
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from siam_tracking_ros.core.anchors import score_map_size
+from siam_tracking_ros.models.assembly import MOBILENETV2_STRIDE
 
 
 @dataclass
@@ -68,6 +70,20 @@ class AnchorFields(ConfigBase):
         """Side of the score map for a given search size."""
         return score_map_size(instance_size, self.exemplar_size,  # type: ignore[attr-defined]
                               self.anchor_stride, self.base_size)
+
+
+@dataclass
+class BackboneStrideFields(ConfigBase):
+    """``backbone: mobilenetv2`` (ImageNet MobileNetV2 ``features[:14]``, stride 16) sets the
+    config's stride fields, named by ``STRIDE_FIELDS`` (class data), to that stride."""
+
+    STRIDE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if getattr(self, "backbone", None) == "mobilenetv2":
+            for name in self.STRIDE_FIELDS:
+                setattr(self, name, MOBILENETV2_STRIDE)
 
 
 @dataclass

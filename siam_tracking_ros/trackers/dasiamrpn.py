@@ -40,7 +40,6 @@ import torch.nn.functional as F
 
 from siam_tracking_ros.core.anchors import nms_cxcywh
 from siam_tracking_ros.core.capabilities import GlobalSearch
-from siam_tracking_ros.core.presence import platt_probability
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
 from siam_tracking_ros.trackers.config_fields import PresetFields
@@ -309,11 +308,9 @@ class DaSiamRPNTracker(SiamRPNTracker, GlobalSearch):
             self._grow_search()
 
     def _track(self, frame: np.ndarray) -> TrackResult:
-        decision, _ = self.decide(frame)
-        score = platt_probability(decision.score, self.config.score_calibration)
-        return TrackResult(decision.box, score,
-                           extra={"raw_score": decision.score, "pscore": decision.pscore, "lost": self._lost,
-                                  "instance_size": self.instance_size})
+        result = super()._track(frame)
+        result.extra["instance_size"] = self.instance_size  # the next frame's (grown while lost)
+        return result
 
     def _grow_search(self) -> None:
         """One step of the local-to-global search: a larger region, up to the largest size."""

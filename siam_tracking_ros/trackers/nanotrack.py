@@ -37,7 +37,7 @@ from siam_tracking_ros.models.heads.ban import TemplateFeatures
 from siam_tracking_ros.trackers.base import SiameseTracker
 from siam_tracking_ros.trackers.config_fields import PresetTable
 from siam_tracking_ros.trackers.decision import Proposals, blend_window, rank_proposals, step_state
-from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.registry import refuse_other_keys, register_tracker
 
 
 class VersionSpec(NamedTuple):
@@ -167,9 +167,7 @@ def import_official_nanotrack(state: Mapping[str, torch.Tensor], config: Any = N
     its neck). Raises ``KeyError`` for keys of another network and ``ValueError`` when
     ``config.version`` differs from the checkpoint's version.
     """
-    foreign = sorted(k for k in state if not k.startswith(("backbone.", "ban_head.", "neck.")))
-    if foreign:
-        raise KeyError(f"keys that no NanoTrack checkpoint has: {foreign[:5]}")
+    refuse_other_keys(state, ("backbone.", "ban_head.", "neck."), "keys that no NanoTrack checkpoint has")
     version = detect_version(state)
     wanted = getattr(config, "version", None)
     if wanted is not None and wanted != version:

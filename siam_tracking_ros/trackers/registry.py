@@ -112,6 +112,14 @@ def list_presets() -> dict[str, Mapping[str, Any]]:
             for preset, values in getattr(spec.config_cls, "PRESETS", {}).items()}
 
 
+def refuse_other_keys(state: Mapping[str, Any], prefixes: tuple[str, ...], message: str) -> None:
+    """``KeyError(f"{message}: [first keys]")`` when ``state`` has keys outside ``prefixes``
+    (what an importer says about a checkpoint of another network)."""
+    other = sorted(k for k in state if not k.startswith(prefixes))
+    if other:
+        raise KeyError(f"{message}: {other[:5]}")
+
+
 def split_preset(name: str, overrides: dict[str, Any]) -> str:
     """``"variant/preset"`` -> ``"variant"`` with the fields that select the preset set in
     ``overrides`` (``preset``, or the config's own selecting fields); other names as they are."""

@@ -21,7 +21,6 @@ import torch
 
 from siam_tracking_ros.models.assembly import (
     MOBILENETV2_CHANNELS,
-    MOBILENETV2_STRIDE,
     NetworkSpec,
     PartSpec,
     SiameseNet,
@@ -40,6 +39,7 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
     ``window_influence`` left at ``None`` takes the head's tuned value (preset ``siamdw/<head>``).
     """
 
+    STRIDE_FIELDS: ClassVar[tuple[str, ...]] = ("anchor_stride", "total_stride")
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "fc": {"window_influence": 0.2897},
         "rpn": {"window_influence": 0.39},
@@ -64,10 +64,6 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
     cir_units: int = 1
     cir_planes: int = 32
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.backbone == "mobilenetv2":
-            self.total_stride = MOBILENETV2_STRIDE
 
     def neck_spec(self) -> PartSpec | None:
         """CIR units over the MobileNetV2 maps (no neck on CIResNet-22)."""

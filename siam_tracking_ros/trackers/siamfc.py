@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,15 +42,17 @@ from siam_tracking_ros.models.assembly import (
 )
 from siam_tracking_ros.models.backbones.alexnet import alexnet_output_size
 from siam_tracking_ros.trackers.base import SiameseTracker
-from siam_tracking_ros.trackers.config_fields import FCSearchFields, SearchFields
+from siam_tracking_ros.trackers.config_fields import BackboneStrideFields, FCSearchFields, SearchFields
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 
 @dataclass
-class SiamFCConfig(SearchFields, FCSearchFields):
+class SiamFCConfig(SearchFields, FCSearchFields, BackboneStrideFields):
     """Architecture and tracking hyper-parameters (defaults: siamfc-pytorch); the search fields
     are :class:`~.config_fields.SearchFields` and :class:`~.config_fields.FCSearchFields`."""
+
+    STRIDE_FIELDS: ClassVar[tuple[str, ...]] = ("total_stride",)
 
     #: ``siamfc`` (AlexNetV1: grouped convs, no BN after conv5), ``pysot`` (plain, width_mult) or
     #: ``mobilenetv2`` (ImageNet MobileNetV2 ``features[:14]``, stride 16, + a 1x1 adjust neck)
@@ -63,10 +66,6 @@ class SiamFCConfig(SearchFields, FCSearchFields):
     #: channels of the adjust neck over the MobileNetV2 maps
     adjust_channels: int = 256
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.backbone == "mobilenetv2":
-            self.total_stride = MOBILENETV2_STRIDE
 
 
 def siamfc_spec(config: SiamFCConfig, depth: int = 5, transform: PartSpec | None = None,

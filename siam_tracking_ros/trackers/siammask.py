@@ -26,7 +26,7 @@ from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet
 from siam_tracking_ros.models.heads.mask import COARSE_MASK_SIZE, REFINED_MASK_SIZE, MaskCorr, Refine
 from siam_tracking_ros.trackers.config_fields import AnchorFields, RPNDecisionFields, SearchFields
 from siam_tracking_ros.trackers.decision import Decision
-from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.registry import refuse_other_keys, register_tracker
 from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
@@ -196,9 +196,7 @@ def import_official_siammask(state: Mapping[str, torch.Tensor], config: SiamMask
                 k.startswith("mask_head.") for k in state):
             raise ValueError("it is a SiamRPN++ checkpoint (no mask head), not a 'siammask' one: "
                              "load it with build_tracker('siamrpnpp', ...)")
-        unknown = sorted(k for k in state if not k.startswith(_PYSOT_PREFIXES))
-        if unknown:
-            raise KeyError(f"keys outside backbone/neck/rpn_head/mask_head/refine_head: {unknown[:5]}")
+        refuse_other_keys(state, _PYSOT_PREFIXES, "keys outside backbone/neck/rpn_head/mask_head/refine_head")
         mapped = dict(state)
     else:
         raise ValueError("neither pysot (backbone.*) nor original SiamMask (features.features.*) keys")

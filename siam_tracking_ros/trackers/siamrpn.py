@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -40,16 +40,20 @@ from siam_tracking_ros.core.geometry import cosine_window, frame_mean
 from siam_tracking_ros.core.presence import platt_probability
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.assembly import (
-    MOBILENETV2_STRIDE,
     NetworkSpec,
     PartSpec,
     SiameseNet,
     mobilenetv2_parts,
 )
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
-from siam_tracking_ros.trackers.config_fields import AnchorFields, RPNDecisionFields, SearchFields
+from siam_tracking_ros.trackers.config_fields import (
+    AnchorFields,
+    BackboneStrideFields,
+    RPNDecisionFields,
+    SearchFields,
+)
 from siam_tracking_ros.trackers.decision import DecisionLoop, Proposals
-from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.registry import refuse_other_keys, register_tracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
 #: window influence while pysot's long-term mode has lost the target (``SiamRPNLTTracker``)
@@ -57,9 +61,11 @@ LOST_WINDOW_INFLUENCE = 0.001
 
 
 @dataclass
-class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields):
+class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields, BackboneStrideFields):
     """Architecture and tracking hyper-parameters (names as pysot's config); crop, anchor and
     decision fields come from :mod:`~.config_fields`."""
+
+    STRIDE_FIELDS: ClassVar[tuple[str, ...]] = ("anchor_stride",)
 
     #: a registered single-output backbone part: ``alexnet`` (with ``width_mult``), ``cir_resnet22``
     #: or ``mobilenetv2`` (ImageNet MobileNetV2 ``features[:14]`` + a 1x1 adjust neck to ``hidden``
@@ -72,10 +78,6 @@ class SiamRPNConfig(SearchFields, AnchorFields, RPNDecisionFields):
     #: channels of the correlation kernels (DaSiamRPN ``feature_out``; depthwise hidden width)
     hidden: int = 256
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.backbone == "mobilenetv2":
-            self.anchor_stride = MOBILENETV2_STRIDE
 
     def backbone_spec(self) -> PartSpec:
         """The backbone part of :attr:`backbone` (AlexNet takes :attr:`width_mult`)."""
@@ -257,9 +259,7 @@ def import_official_siamrpn(state: Mapping[str, torch.Tensor], config: SiamRPNCo
         raise KeyError("not a pysot AlexNet SiamRPN checkpoint: no 'backbone.features.*' or "
                        "'backbone.layer*' keys")
     out.update({k: v for k, v in state.items() if k.startswith("rpn_head.")})
-    leftover = sorted(k for k in state if not k.startswith(("backbone.", "rpn_head.")))
-    if leftover:
-        raise KeyError(f"unexpected keys for a siamrpn checkpoint: {leftover[:5]}")
+    refuse_other_keys(state, ("backbone.", "rpn_head."), "unexpected keys for a siamrpn checkpoint")
     return add_missing_bn_counters(out)
 
 

@@ -28,7 +28,7 @@ from siam_tracking_ros.trackers.config_fields import (
     RPNDecisionFields,
     SearchFields,
 )
-from siam_tracking_ros.trackers.registry import register_tracker
+from siam_tracking_ros.trackers.registry import refuse_other_keys, register_tracker
 from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker, rpn_spec
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
@@ -196,9 +196,7 @@ def import_pysot_siamrpnpp(state: Mapping[str, torch.Tensor], config: SiamRPNppC
     if any(key in state for key in _UPCHANNEL_KEYS):
         raise ValueError("it is an up-channel SiamRPN/DaSiamRPN checkpoint, not a depthwise "
                          "'siamrpnpp' one")
-    unknown = sorted(k for k in state if not k.startswith(("backbone.", "neck.", "rpn_head.")))
-    if unknown:
-        raise KeyError(f"keys outside backbone/neck/rpn_head: {unknown[:5]}")
+    refuse_other_keys(state, ("backbone.", "neck.", "rpn_head."), "keys outside backbone/neck/rpn_head")
     backbone = detect_backbone(state)
     if config is not None and config.backbone != backbone:
         raise ValueError(f"the checkpoint has a {backbone} backbone but the config asks for "

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from siam_tracking_ros.models.backbones.levels import checked_levels
+
 #: (expansion t, channels c, repeats n, stride s, dilation d) of stages 1..7
 _STAGES = (
     (1, 16, 1, 1, 1),
@@ -59,10 +61,7 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, width_mult: float = 1.4, used_layers: Sequence[int] = (3, 5, 7)) -> None:
         super().__init__()
-        used = tuple(int(i) for i in used_layers)
-        if not used or min(used) < 0 or max(used) > 7:
-            raise ValueError(f"used_layers must be within 0..7, got {list(used_layers)}")
-        self.used_layers = used
+        self.used_layers = checked_levels(used_layers, 7)
         channels = int(32 * width_mult)
         self.layer0 = nn.Sequential(
             nn.Conv2d(3, channels, 3, 2, 0, bias=False),

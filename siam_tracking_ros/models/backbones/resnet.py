@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from siam_tracking_ros.models.backbones.levels import checked_levels
+
 #: channels of the stem and of layers 1-4 (Bottleneck expansion 4)
 RESNET50_CHANNELS = (64, 256, 512, 1024, 2048)
 _BLOCKS = (3, 4, 6, 3)
@@ -88,10 +90,7 @@ class DilatedResNet50(nn.Module):
 
     def __init__(self, used_layers: Sequence[int] = (2, 3, 4)) -> None:
         super().__init__()
-        used = tuple(int(i) for i in used_layers)
-        if not used or min(used) < 0 or max(used) > 4:
-            raise ValueError(f"used_layers must be within 0..4, got {list(used_layers)}")
-        self.used_layers = used
+        self.used_layers = used = checked_levels(used_layers, 4)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=0, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
