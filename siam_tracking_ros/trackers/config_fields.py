@@ -126,11 +126,14 @@ class PresetTable(ConfigBase):
     """Named presets as data: the fields a config leaves at ``None`` take the preset's values.
 
     ``PRESETS`` (class data) maps a preset name to field values; :meth:`preset_name` picks the
-    one that applies (default: :meth:`default_preset`, the first). The registry lists them as
-    ``<variant>/<preset>`` (:func:`~.registry.list_presets`) and turns such a name into the fields
-    that select it (:meth:`selecting`). A config with a ``preset`` field inherits
-    :class:`PresetFields`; one whose own fields already select (NanoTrack: ``version``,
-    ``opencv_compat``) overrides :meth:`default_preset` and :meth:`selecting`.
+    one that applies (default: :meth:`default_preset`, the first) and :meth:`preset_value` reads a
+    field through it. The registry lists them as ``<variant>/<preset>``
+    (:func:`~.registry.list_presets`) and turns such a name into the fields that select it
+    (:meth:`selecting`). A config with a ``preset`` field inherits :class:`PresetFields` (the
+    values are filled in at construction); one whose own fields already select (NanoTrack:
+    ``version``, ``opencv_compat``) overrides :meth:`default_preset` and :meth:`selecting` and
+    keeps its ``None`` fields (they follow a later change of the selecting fields, e.g. the node's
+    ``tracker_params.version``), read with :meth:`preset_value`.
     """
 
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
@@ -148,20 +151,32 @@ class PresetTable(ConfigBase):
         """The config fields that make ``preset`` apply (``<variant>/<preset>`` names)."""
         return {"preset": preset}
 
+    def preset_value(self, field: str) -> Any:
+        """The field's value, or the applying preset's where the field is ``None``."""
+        value = getattr(self, field)
+        return self.PRESETS[self.preset_name()].get(field) if value is None else value
+
     def __post_init__(self) -> None:
         name = self.preset_name()
         if name not in self.PRESETS:
             raise ValueError(f"{type(self).__name__}: unknown preset '{name}'; "
                              f"known: {', '.join(self.PRESETS)}")
-        for key, value in self.PRESETS[name].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
+        self.apply_preset(self.PRESETS[name])
         super().__post_init__()
+
+    def apply_preset(self, values: Mapping[str, Any]) -> None:
+        """What construction does with the applying preset's ``values`` (here: nothing)."""
 
 
 @dataclass
 class PresetFields(PresetTable):
-    """:class:`PresetTable` chosen by a ``preset`` field; ``""`` means :meth:`default_preset`
-    (e.g. the one named after the chosen backbone or head)."""
+    """:class:`PresetTable` chosen by a ``preset`` field (``""`` means :meth:`default_preset`, e.g.
+    the one named after the chosen backbone or head); its values fill the ``None`` fields."""
 
     preset: str = ""
+
+    def apply_preset(self, values: Mapping[str, Any]) -> None:
+        """Fill the fields left at ``None`` (before the other groups' ``__post_init__``)."""
+        for key, value in values.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)

@@ -43,7 +43,7 @@ from siam_tracking_ros.core.capabilities import GlobalSearch
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.models.backbones.alexnet import sequential_to_stages
 from siam_tracking_ros.trackers.config_fields import PresetFields
-from siam_tracking_ros.trackers.decision import Proposals
+from siam_tracking_ros.trackers.decision import Proposals, still_lost
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamrpn import (
     SiamRPNConfig,
@@ -296,16 +296,14 @@ class DaSiamRPNTracker(SiamRPNTracker, GlobalSearch):
                      ) -> None:
         """Grow the search while lost; else remember distractors and check for a new loss."""
         cfg = self.config
-        if not moved:
-            self._grow_search()  # still lost: look wider
-            return
-        if cfg.distractor_aware:
-            self.remember_distractors(props, self._candidates, best, out["x_f"])
-        self._lost = False
-        self.instance_size = self._base_instance_size
-        if self.long_term and float(props.score[best]) < cfg.lost_threshold:
-            self._lost = True
-            self._grow_search()
+        if moved:  # tracking, or found again: back to the normal region
+            if cfg.distractor_aware:
+                self.remember_distractors(props, self._candidates, best, out["x_f"])
+            self.instance_size = self._base_instance_size
+        self._lost = self.long_term and still_lost(self._lost, float(props.score[best]), cfg.lost_threshold,
+                                                   cfg.found_threshold)
+        if self._lost:
+            self._grow_search()  # lost: look wider
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         result = super()._track(frame)

@@ -11,7 +11,7 @@ Per frame (pysot ``SiamRPNTracker``, DaSiamRPN, SiamMask, C-RPN):
 5. move towards it with rate ``lr * penalty * score`` (:func:`smoothed_state`) unless the hook
    :meth:`DecisionLoop.accept` holds the state, clip the state to the frame,
 6. :meth:`DecisionLoop.after_update`: what a variant does with the outcome (lost-target
-   bookkeeping, distractor memory).
+   bookkeeping with :func:`still_lost`, distractor memory).
 
 The result is a :class:`Decision`; SiamMask turns it into its mask box. The pieces are plain
 functions on arrays so that trackers with other proposal layouts (e.g. NanoTrack's points) can use
@@ -100,6 +100,14 @@ def step_state(center: np.ndarray, size: np.ndarray, props: Proposals, best: int
     rate = props.penalty[best] * props.score[best] * lr
     center, size = smoothed_state(center, size, props.boxes[best] / scale_z, rate)
     return clip_box_xywh(*center, *size, frame_shape, min_size)
+
+
+def still_lost(lost: bool, score: float, low: float, high: float, found_at_high: bool = True) -> bool:
+    """A tracker's own lost flag after one frame (the one hysteresis of the trackers' wide-search
+    modes): lost below ``low``; once lost, lost until a score reaches ``high`` (``found_at_high``:
+    ``>= high``, DaSiamRPN; else ``> high``, pysot's ``SiamRPNLTTracker``)."""
+    found = score >= high if found_at_high else score > high
+    return score < low or (lost and not found)
 
 
 def cast_features(features: Any, dtype: torch.dtype) -> Any:

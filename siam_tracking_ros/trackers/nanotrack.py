@@ -72,8 +72,8 @@ class NanoTrackConfig(PresetTable):
 
     ``window_influence``, ``penalty_k`` and ``lr`` left at ``None`` take the values of the preset
     that ``version`` names (the official ``configv{1,2,3}.yaml``), or of ``opencv`` (OpenCV's
-    hard-coded ones) with ``opencv_compat``: ``nanotrack/v3`` = ``version="v3"``,
-    ``nanotrack/opencv`` = ``opencv_compat=True``.
+    hard-coded ones) with ``opencv_compat`` (:meth:`preset_value`; they stay ``None`` in the
+    config): ``nanotrack/v3`` = ``version="v3"``, ``nanotrack/opencv`` = ``opencv_compat=True``.
     """
 
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -191,6 +191,10 @@ class NanoTracker(SiameseTracker, ScalableSearch):
 
     def __init__(self, model: NanoTrackNet, config: NanoTrackConfig, device: torch.device) -> None:
         super().__init__(model, config, device)
+        #: the config's values, or its preset's (the version's official ones, OpenCV's)
+        self.window_influence = float(config.preset_value("window_influence"))
+        self.penalty_k = float(config.preset_value("penalty_k"))
+        self.lr = float(config.preset_value("lr"))
         self.score_size = version_spec(config.version).score_size
         # OpenCV keeps its state and maps in float32 and its points in crop pixels (origin 127)
         self.state_dtype = np.float32 if config.opencv_compat else np.float64
@@ -294,12 +298,12 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         OpenCV's penalty measures the scale change against the target centre."""
         cfg = self.config
         if not cfg.opencv_compat:
-            return rank_proposals(score, boxes, self.size * scale_z, self.window, cfg.penalty_k, influence)
+            return rank_proposals(score, boxes, self.size * scale_z, self.window, self.penalty_k, influence)
         target_w, target_h = self.size * scale_z
         w, h = boxes[:, 2], boxes[:, 3]
         s_c = change_ratio(padded_size(w, h) / padded_size(*self.center))
         r_c = change_ratio((target_w / target_h) / (w / h))
-        return blend_window(score, boxes, np.exp(-(r_c * s_c - 1.0) * cfg.penalty_k), self.window, influence)
+        return blend_window(score, boxes, np.exp(-(r_c * s_c - 1.0) * self.penalty_k), self.window, influence)
 
     def _init(self, frame: np.ndarray, box: tuple[float, ...]) -> None:
         x, y, w, h = box
@@ -319,11 +323,12 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         score, ltrb = self._read_outputs(out)
         boxes = self._decode(ltrb)  # (4, N) cx, cy, w, h in crop pixels, crop centre at self.origin
         boxes[:2] -= self.origin
-        props = self._rank(score, boxes.T, scale_z, cfg.window_influence if self.search_scale == 1.0 else 0.0)
+        influence = self.window_influence if self.search_scale == 1.0 else 0.0  # no window while widened
+        props = self._rank(score, boxes.T, scale_z, influence)
         best = int(np.argmax(props.pscore))
         presence = self.presence(float(score[best]))
         size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size  # OpenCV's round trip
-        cx, cy, w, h = step_state(self.center, size, props, best, scale_z, cfg.lr, frame.shape, cfg.min_size)
+        cx, cy, w, h = step_state(self.center, size, props, best, scale_z, self.lr, frame.shape, cfg.min_size)
         held = presence < cfg.hold_below
         if not held:
             self.center = np.array([cx, cy], self.state_dtype)

@@ -52,7 +52,7 @@ from siam_tracking_ros.trackers.config_fields import (
     RPNDecisionFields,
     SearchFields,
 )
-from siam_tracking_ros.trackers.decision import DecisionLoop, Proposals
+from siam_tracking_ros.trackers.decision import DecisionLoop, Proposals, still_lost
 from siam_tracking_ros.trackers.registry import refuse_other_keys, register_tracker
 from siam_tracking_ros.weights.io import add_missing_bn_counters
 
@@ -208,10 +208,9 @@ class SiamRPNTracker(DecisionLoop):
             self._update_lost(float(props.score[best]))
 
     def _update_lost(self, score: float) -> None:
-        if score < self.config.confidence_low:
-            self._lost = True
-        elif score > self.config.confidence_high:
-            self._lost = False
+        cfg = self.config
+        self._lost = still_lost(self._lost, score, cfg.confidence_low, cfg.confidence_high,
+                                found_at_high=False)
 
     def _track(self, frame: np.ndarray) -> TrackResult:
         decision, _ = self.decide(frame)

@@ -15,7 +15,7 @@ from siam_tracking_ros.core.geometry import (
 )
 from siam_tracking_ros.core.result import TrackResult
 from siam_tracking_ros.data.sequences import Sequence
-from siam_tracking_ros.trackers.decision import rank_proposals, smoothed_state
+from siam_tracking_ros.trackers.decision import rank_proposals, smoothed_state, still_lost
 from siam_tracking_ros.trackers.nanotrack import NanoTracker
 from siam_tracking_ros.trackers.registry import build_tracker, list_presets, make_config
 from siam_tracking_ros.trackers.siamrpn import SiamRPNTracker
@@ -75,12 +75,12 @@ class PreRefactorNanoTracker(NanoTracker):
         if cfg.opencv_compat:
             s_c = change_ratio(padded_size(boxes[2], boxes[3]) / padded_size(*self.center))
             r_c = change_ratio((target_w / target_h) / (boxes[2] / boxes[3]))
-            penalty = np.exp(-(r_c * s_c - 1.0) * cfg.penalty_k)
+            penalty = np.exp(-(r_c * s_c - 1.0) * self.penalty_k)
         else:
-            penalty = scale_ratio_penalty(boxes[2], boxes[3], target_w, target_h, cfg.penalty_k)
-        pscore = penalty * score * (1 - cfg.window_influence) + self.window * cfg.window_influence
+            penalty = scale_ratio_penalty(boxes[2], boxes[3], target_w, target_h, self.penalty_k)
+        pscore = penalty * score * (1 - self.window_influence) + self.window * self.window_influence
         best = int(np.argmax(pscore))
-        lr = penalty[best] * score[best] * cfg.lr
+        lr = penalty[best] * score[best] * self.lr
         cx, cy = self.center + (boxes[:2, best] - self.origin) / scale_z
         size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size
         w, h = size * (1 - lr) + boxes[2:, best] / scale_z * lr
@@ -111,10 +111,48 @@ def test_nanotrack_tracks_as_its_pre_refactor_loop(opencv_compat: bool, crossing
 
 def test_nanotrack_presets_are_the_version_and_opencv_tables() -> None:
     v3 = make_config("nanotrack/v3")
-    assert (v3.version, v3.window_influence, v3.penalty_k, v3.lr) == ("v3", 0.455, 0.138, 0.348)
+    assert v3.version == "v3" and v3.penalty_k is None  # unset: follows the selecting fields
+    assert [v3.preset_value(f) for f in ("window_influence", "penalty_k", "lr")] == [0.455, 0.138, 0.348]
     opencv = make_config("nanotrack/opencv")
-    assert opencv.opencv_compat and (opencv.penalty_k, opencv.lr) == (0.055, 0.37)
-    assert make_config("nanotrack", version="v1", lr=0.5).lr == 0.5  # explicit values win
+    assert opencv.opencv_compat
+    assert (opencv.preset_value("penalty_k"), opencv.preset_value("lr")) == (0.055, 0.37)
+    assert make_config("nanotrack", version="v1", lr=0.5).preset_value("lr") == 0.5  # explicit values win
+    tracker = build_tracker("nanotrack", weights="random", device="cpu", version="v3")
+    assert (tracker.window_influence, tracker.penalty_k, tracker.lr) == (0.455, 0.138, 0.348)
     assert {"nanotrack/v1", "nanotrack/v2", "nanotrack/v3", "nanotrack/opencv"} <= set(list_presets())
     with pytest.raises(ValueError, match="no presets"):
         make_config("siamfc/v3")
+
+
+@pytest.mark.parametrize(("lost", "score", "found_at_high", "expected"), [
+    (False, 0.2, True, True),    # below low: lost
+    (False, 0.5, True, False),   # between: stays as it was
+    (True, 0.5, True, True),
+    (True, 0.9, True, False),    # reaches high: found (DaSiamRPN: at high)
+    (True, 0.9, False, True),    # pysot's long-term mode: only above high
+    (True, 0.95, False, False),
+])
+def test_still_lost_is_the_one_hysteresis(lost: bool, score: float, found_at_high: bool,
+                                          expected: bool) -> None:
+    assert still_lost(lost, score, 0.3, 0.9, found_at_high) is expected
+
+
+@pytest.mark.parametrize(("name", "overrides"), [
+    ("dasiamrpn", {"long_term": True, "lost_threshold": 0.97, "found_threshold": 0.99}),
+    ("siamrpnpp", {"long_term": True, "confidence_low": 0.95, "confidence_high": 0.99}),
+])
+def test_wide_search_modes_lose_and_find_on_a_real_sequence(name: str, overrides: dict,
+                                                             crossing: Sequence) -> None:
+    """With thresholds near 1 the packaged models' own lost flag follows :func:`still_lost` frame
+    by frame (scores read off the results) and goes both ways on otb_Crossing."""
+    tracker = build_tracker(name, device="cpu", **overrides)
+    low, high = (overrides["lost_threshold"], overrides["found_threshold"]) if name == "dasiamrpn" else \
+        (overrides["confidence_low"], overrides["confidence_high"])
+    tracker.init(crossing.frame(0), crossing.boxes[0])
+    lost, flags = False, []
+    for index in range(1, 40):
+        result = tracker.track(crossing.frame(index))
+        lost = still_lost(lost, result.extra["raw_score"], low, high, found_at_high=name == "dasiamrpn")
+        assert result.extra["lost"] is lost, f"frame {index}"
+        flags.append(lost)
+    assert any(flags) and not all(flags) and flags.index(True) < len(flags) - 1 - flags[::-1].index(False)
