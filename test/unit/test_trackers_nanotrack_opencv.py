@@ -4,7 +4,7 @@ OpenCV runs the official ONNX export of the same v2 weights. With ``opencv_compa
 tracker reproduces OpenCV's loop, so both must give (nearly) the same box on every frame.
 Run as a script to print the per-sequence table of docs/NANOTRACK.md for all sequences:
 
-    python test/unit/test_nanotrack_opencv.py [--frames N]
+    python test/unit/test_trackers_nanotrack_opencv.py [--frames N]
 """
 
 from __future__ import annotations
