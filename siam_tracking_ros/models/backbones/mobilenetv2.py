@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from siam_tracking_ros.models.backbones.levels import checked_levels
+from siam_tracking_ros.models.backbones.common import ResidualBlock, checked_levels
 
 #: (expansion t, channels c, repeats n, stride s, dilation d) of stages 1..7
 _STAGES = (
@@ -28,7 +28,7 @@ _STAGES = (
 )
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(ResidualBlock):
     """Expand (1x1) -> depthwise 3x3 (strided or dilated) -> project (1x1), residual if shapes match."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int,
@@ -47,10 +47,6 @@ class InvertedResidual(nn.Module):
             nn.Conv2d(hidden, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        return x + out if self.use_residual else out
 
 
 class MobileNetV2(nn.Module):

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from siam_tracking_ros.models.backbones.common import ResidualBlock
+
 #: (expansion t, channels c, repeats n, stride s) of torchvision's inverted-residual stages
 _STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
            (6, 160, 3, 2), (6, 320, 1, 1))
@@ -41,7 +43,7 @@ def conv_bn_relu6(in_channels: int, out_channels: int, kernel: int = 3, stride: 
     )
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(ResidualBlock):
     """(Expand 1x1) -> depthwise 3x3 -> project 1x1 (+ identity when shapes match)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
@@ -54,10 +56,6 @@ class InvertedResidual(nn.Module):
         layers += [conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
                    nn.Conv2d(hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
         self.conv = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        return x + out if self.use_residual else out
 
 
 class ImageNetMobileNetV2(nn.Module):

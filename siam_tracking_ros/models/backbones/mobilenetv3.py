@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from siam_tracking_ros.models.backbones.common import ResidualBlock
+
 
 class BlockSpec(NamedTuple):
     """One inverted-residual block: kernel, hidden width, output width, SE, hard-swish, stride."""
@@ -76,12 +78,12 @@ def _activation(hard_swish: bool) -> nn.Module:
     return nn.Hardswish() if hard_swish else nn.ReLU(inplace=True)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(ResidualBlock):
     """MobileNetV3 block with an identity shortcut where shapes allow it."""
 
     def __init__(self, in_channels: int, spec: BlockSpec) -> None:
         super().__init__()
-        self.use_shortcut = spec.stride == 1 and in_channels == spec.out
+        self.use_residual = spec.stride == 1 and in_channels == spec.out
         hidden, kernel = spec.hidden, spec.kernel
         depthwise = nn.Conv2d(hidden, hidden, kernel, spec.stride, (kernel - 1) // 2, groups=hidden,
                               bias=False)
@@ -94,10 +96,6 @@ class InvertedResidual(nn.Module):
                       _activation(spec.hard_swish), depthwise, nn.BatchNorm2d(hidden), gate,
                       _activation(spec.hard_swish), *project]
         self.conv = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        return x + out if self.use_shortcut else out
 
 
 class MobileNetV3(nn.Module):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from siam_tracking_ros.models.backbones.levels import checked_levels
+from siam_tracking_ros.models.backbones.common import checked_levels
 
 #: channels of the stem and of layers 1-4 (Bottleneck expansion 4)
 RESNET50_CHANNELS = (64, 256, 512, 1024, 2048)
