@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from siam_tracking_ros.core.presence import LostPolicy
 from siam_tracking_ros.core.report import json_safe, machine_info
 from siam_tracking_ros.data.sequences import Sequence, find_sequences
 from siam_tracking_ros.eval import factory
@@ -82,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "presence (is the score a presence probability: spliced/blank/absent frames)")
     parser.add_argument("--splice-frames", type=int, default=60,
                         help="presence: frames of each sequence in a spliced segment")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="presence: LOST threshold")
-    parser.add_argument("--lost-frames", type=int, default=5, help="presence: low frames before LOST")
-    parser.add_argument("--found-frames", type=int, default=2, help="presence: high frames before TRACKING")
+    policy = LostPolicy()
+    parser.add_argument("--score-threshold", type=float, default=policy.score_threshold,
+                        help="presence: LOST threshold")
+    parser.add_argument("--lost-frames", type=int, default=policy.lost_frames,
+                        help="presence: low frames before LOST")
+    parser.add_argument("--found-frames", type=int, default=policy.found_frames,
+                        help="presence: high frames before TRACKING")
+    parser.add_argument("--lost-search-scale", type=float, default=policy.lost_search_scale,
+                        help="presence: search-region scale while LOST")
     parser.add_argument("--eao-interval", nargs=2, type=int, default=list(VOT_EAO_INTERVAL),
                         metavar=("LO", "HI"), help="sequence lengths averaged by EAO (default VOT2018)")
     parser.add_argument("--skip", type=int, default=5, help="vot: frames skipped after a failure")
@@ -192,10 +199,9 @@ def _evaluate_sequence(args: argparse.Namespace, name: str, tracker: Any, sequen
 def _evaluate_presence(args: argparse.Namespace, name: str, tracker: Any, sequences: list[Sequence]
                        ) -> tuple[dict[str, Any], dict[str, list]]:
     """The presence protocol (:func:`siam_tracking_ros.eval.presence.evaluate_presence`)."""
-    from siam_tracking_ros.core.presence import LostPolicy
     from siam_tracking_ros.eval.presence import evaluate_presence, reliability_bins
 
-    policy = LostPolicy(args.score_threshold, args.lost_frames, args.found_frames)
+    policy = LostPolicy(args.score_threshold, args.lost_frames, args.found_frames, args.lost_search_scale)
     with tqdm(desc=f"{name} presence", leave=False, disable=args.no_progress, unit="fr") as bar:
         summary, pooled = evaluate_presence(tracker, sequences, policy, args.splice_frames,
                                             args.max_frames, bar.update)
