@@ -13,8 +13,10 @@ from torch import nn
 from siam_tracking_ros.data.sequences import Sequence
 from siam_tracking_ros.models import assembly
 from siam_tracking_ros.models.assembly import NetworkSpec, PartSpec, SiameseNet, register_part
+from siam_tracking_ros.models.heads.roi_embedding import ROIEmbedding, SINTBackbone, SINTNet
 from siam_tracking_ros.models.heads.xcorr import xcorr_depthwise
 from siam_tracking_ros.trackers import registry
+from siam_tracking_ros.trackers.nanotrack import NanoTrackNet, nanotrack_spec
 from siam_tracking_ros.trackers.registry import build_tracker, list_presets, make_config, register_tracker
 from siam_tracking_ros.trackers.siamfc import SiamFCConfig, SiamFCTracker, siamfc_spec
 
@@ -145,3 +147,36 @@ def test_the_backbone_is_a_config_field() -> None:
         assert hasattr(make_config(name), "backbone"), name
     with pytest.raises(ValueError, match="resnet50"):
         make_config("siammask", backbone="alexnet")
+
+
+@pytest.mark.parametrize(("version", "backbone", "channels", "score_size"), [
+    ("v1", "mobilenetv3", 48, 16), ("v2", "mobilenetv3", 48, 16), ("v3", "mobilenetv3", 96, 15),
+    ("v2", "mobilenetv2", 96, 16),
+])
+def test_nanotrack_is_a_spec(version: str, backbone: str, channels: int, score_size: int) -> None:
+    """NanoTrack's network is the assembly's: backbone part + BAN head part, official names kept,
+    the stride (16) declared by the backbone, ``search`` equal to the head run by hand."""
+    torch.manual_seed(4)
+    net = NanoTrackNet(version, backbone).eval()
+    assert isinstance(net, SiameseNet) and net.spec == nanotrack_spec(version, backbone)
+    assert {k.split(".")[0] for k in net.state_dict()} == {"backbone", "ban_head"}
+    assert net.backbone.out_channels == channels and net.stride == 16 and net.head_kind == "ban"
+    z, x = torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255
+    with torch.no_grad():
+        out = net(z, x)
+        cls, loc = net.ban_head.correlate(net.ban_head.prepare(net.backbone(z)), net.backbone(x))
+    assert out["cls"].shape == (1, 2, score_size, score_size)
+    torch.testing.assert_close(out["cls"], cls)
+    torch.testing.assert_close(out["loc"], loc)
+
+
+def test_sint_parts_come_from_its_spec() -> None:
+    """SINT registers its parts (``sint_vgg``, ``roi_embedding``); its network builds them from
+    :func:`sint_spec` under the names it always had."""
+    assert "sint_vgg" in assembly.list_parts("backbone") and "roi_embedding" in assembly.list_parts("head")
+    torch.manual_seed(5)
+    net = SINTNet((8, 8, 16, 16, 16), (1, 1, 1, 1, 1), pool_size=3, fc_dim=32)
+    assert net.spec.backbone == PartSpec("sint_vgg", {"widths": (8, 8, 16, 16, 16), "convs": (1, 1, 1, 1, 1)})
+    assert isinstance(net.backbone, SINTBackbone) and isinstance(net.embedding, ROIEmbedding)
+    assert net.embedding.fc[0].in_features == 16 * 3 * 3  # the deeper level's channels, from the backbone
+    assert {k.split(".")[0] for k in net.state_dict()} == {"mean", "std", "backbone", "embedding"}
