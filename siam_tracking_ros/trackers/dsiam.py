@@ -70,6 +70,8 @@ class DSiamNet(nn.Module):
 
     def __init__(self, config: DSiamConfig) -> None:
         super().__init__()
+        #: the score map's stride (training reads it from the network)
+        self.stride = int(config.total_stride)
         self.layers = config.layer_names
         if not self.layers:
             raise ValueError("dsiam: 'layers' names no stage")

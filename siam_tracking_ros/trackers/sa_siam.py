@@ -79,6 +79,8 @@ class SASiamNet(nn.Module):
 
     def __init__(self, config: SASiamConfig) -> None:
         super().__init__()
+        #: the score map's stride (training reads it from the network)
+        self.stride = int(config.total_stride)
         self.semantic_weight = config.semantic_weight
         self.input_rgb = config.input_rgb
         self.appearance = SiamFCNet(config)

@@ -180,3 +180,16 @@ def test_sint_parts_come_from_its_spec() -> None:
     assert isinstance(net.backbone, SINTBackbone) and isinstance(net.embedding, ROIEmbedding)
     assert net.embedding.fc[0].in_features == 16 * 3 * 3  # the deeper level's channels, from the backbone
     assert {k.split(".")[0] for k in net.state_dict()} == {"mean", "std", "backbone", "embedding"}
+
+
+def test_every_score_map_network_declares_its_stride() -> None:
+    """Training reads the stride off the network (``network_stride``); every variant with a score
+    map declares it, equal to its config's stride field. SINT has no score map."""
+    for name in registry.list_trackers():
+        if name in ("sint", "sint_pp"):
+            continue
+        tracker = build_tracker(name, weights="random", device="cpu")
+        config = tracker.config
+        expected = next(getattr(config, f) for f in ("stride", "total_stride", "anchor_stride")
+                        if hasattr(config, f))
+        assert isinstance(tracker.model.stride, int) and tracker.model.stride == expected, name
