@@ -63,6 +63,22 @@ def assert_agree(reference: SiameseTracker, fast: SiameseTracker, sequence: Sequ
     assert iou.min() >= 0.99, f"frame {int(iou.argmin()) + 1}: IoU {iou.min():.4f}"
 
 
+def assert_agree_in_lockstep(reference: SiameseTracker, fast: SiameseTracker, sequence: Sequence,
+                             frames: int) -> None:
+    """Both paths track every frame from the same target state (the reference's, copied into the
+    fast tracker after each frame), so a frame is compared on equal inputs: two free-running
+    trackers that pick different ones of two near-equal peaks once (float rounding differs between
+    CPUs) stop being comparable from then on, which says nothing about the backend."""
+    reference.init(sequence.frame(0), sequence.boxes[0])
+    fast.init(sequence.frame(0), sequence.boxes[0])
+    for index in range(1, min(frames, len(sequence))):
+        frame = sequence.frame(index)
+        expected, got = reference.track(frame).box, fast.track(frame).box
+        iou = float(iou_xywh(np.asarray(expected), np.asarray(got)))
+        assert iou >= 0.99, f"frame {index}: IoU {iou:.4f}"
+        fast.center, fast.size = reference.center.copy(), reference.size.copy()
+
+
 def test_resolve_backend() -> None:
     assert resolve_backend("auto", "cpu", static_shapes=True) == "onnxruntime"
     assert resolve_backend("auto", "cpu", static_shapes=False) == "torch"
@@ -150,7 +166,7 @@ def test_dynamic_shape_variant_stays_on_torch() -> None:
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_nanotrack_official_weights_agree(version: str, nanotrack_dir: Path, crossing) -> None:
     weights = str(nanotrack_dir / "pretrained" / f"nanotrack{version}.pth")
-    assert_agree(*pair("nanotrack", weights), crossing, len(crossing))
+    assert_agree_in_lockstep(*pair("nanotrack", weights), crossing, len(crossing))
 
 
 def test_nanotrack_packaged_default_agrees(sequences_dir: Path) -> None:
