@@ -131,9 +131,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _platt_loss(a: float, b: float, x: np.ndarray, target: np.ndarray, ridge: float) -> float:
+    z = a * x + b
+    cross_entropy = np.sum(target * np.logaddexp(0.0, -z) + (1.0 - target) * np.logaddexp(0.0, z))
+    return float(cross_entropy + 0.5 * ridge * ((a - 1.0) ** 2 + b ** 2))
+
+
 def fit_platt(raw_scores: np.ndarray, present: np.ndarray, iterations: int = 100,
               ridge: float = 1e-2) -> tuple[float, float]:
-    """Platt scaling ``P(present) = sigmoid(a * logit(raw) + b)`` by damped Newton steps.
+    """Platt scaling ``P(present) = sigmoid(a * logit(raw) + b)`` by Newton steps with a
+    backtracking line search (every accepted step lowers the loss, so it cannot run off on
+    saturated scores).
 
     Platt's smoothed targets and a small ridge towards ``(a, b) = (1, 0)`` keep the fit finite
     on separable or constant scores; ``ValueError`` without both present and absent samples.
@@ -145,6 +153,7 @@ def fit_platt(raw_scores: np.ndarray, present: np.ndarray, iterations: int = 100
     target = np.where(y, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
     x = _logit(raw_scores)
     a, b = 1.0, 0.0
+    loss = _platt_loss(a, b, x, target, ridge)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(a * x + b)))
         weight = p * (1 - p) + 1e-9
@@ -152,9 +161,16 @@ def fit_platt(raw_scores: np.ndarray, present: np.ndarray, iterations: int = 100
         hessian = np.array([[np.sum(weight * x * x), np.sum(weight * x)],
                             [np.sum(weight * x), np.sum(weight)]]) + ridge * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        step *= min(1.0, 5.0 / max(np.abs(step).max(), 1e-12))
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
+        scale = 1.0
+        while scale > 1e-6:
+            trial = _platt_loss(a - scale * step[0], b - scale * step[1], x, target, ridge)
+            if trial <= loss:
+                break
+            scale *= 0.5
+        else:
+            break  # no step lowers the loss: at the minimum (to rounding)
+        a, b, loss = a - scale * step[0], b - scale * step[1], trial
+        if np.abs(scale * step).max() < 1e-9:
             break
     return float(a), float(b)
 

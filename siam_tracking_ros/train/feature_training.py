@@ -652,10 +652,10 @@ def calibration_options(variant: str, calibration: tuple[float, float]) -> dict[
     """Config fields that apply a Platt fit ``sigmoid(a logit(p) + b)``: ``score_calibration``, or
     for a logit raw score ``score_temperature = 1/a``, ``score_bias = -b/a``."""
     a, b = calibration
-    if not _logit_scores(variant):
-        return {"score_calibration": (a, b)}
     if a <= 0:
         raise ValueError(f"calibration slope {a:.3f} <= 0: the raw score does not rank presence")
+    if not _logit_scores(variant):
+        return {"score_calibration": (a, b)}
     return {"score_temperature": 1.0 / a, "score_bias": -b / a}
 
 
@@ -672,6 +672,7 @@ def recalibrate(weights: str | Path, out: str | Path, sequences: list[Any], spli
     tracker.use_backend("auto", 1)
     samples = collect_presence_samples(tracker, sequences, splice_frames, max_frames)
     calibration = fit_platt(samples.raw_scores, samples.present)
+    calibration_options("nanotrack", calibration)  # raises for a slope <= 0
     state, metadata = load_project_file(weights)
     config = dataclasses.replace(tracker.config, score_calibration=calibration)
     extra = {k: v for k, v in metadata.items() if k not in ("format", "variant", "config")}

@@ -29,6 +29,29 @@ def test_platt_fit_stays_finite_on_separable_scores() -> None:
     assert np.isfinite([a, b]).all() and a > 0
 
 
+def test_platt_fit_reaches_the_minimum_on_saturated_scores() -> None:
+    """Peak logits piled up at the ends (a trained head), a third of the absent frames confident:
+    the fit must be the loss minimum with a positive slope. Plain damped Newton steps oscillated
+    from (1, 0) to a = -0.33 here; on real validation samples the same
+    shipped an inverted score (a = -0.48)."""
+    rng = np.random.default_rng(0)
+    x_present = np.r_[rng.uniform(5, 9.6, 860), rng.uniform(-4, 5, 60)]
+    x_absent = np.r_[rng.uniform(-8.6, -1, 300), rng.uniform(3, 9.6, 250)]
+    x = np.r_[x_present, x_absent]
+    present = np.r_[np.ones(x_present.size, bool), np.zeros(x_absent.size, bool)]
+    a, b = presence.fit_platt(1 / (1 + np.exp(-x)), present)
+    positives, negatives = x_present.size, x_absent.size
+    target = np.where(present, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.sum(target * np.logaddexp(0, -z) + (1 - target) * np.logaddexp(0, z)))
+
+    grid = min(loss(ga, gb) for ga in np.linspace(-1, 2, 61) for gb in np.linspace(-4, 4, 81))
+    assert a > 0
+    assert loss(a, b) <= grid + 1e-6
+
+
 def test_platt_fit_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="present and absent"):
         presence.fit_platt(np.full(5, 0.5), np.ones(5, bool))
