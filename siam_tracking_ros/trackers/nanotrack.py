@@ -210,6 +210,8 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         self._prob = np.empty(self.score_size ** 2, np.float32)  # kept by _read_outputs
         self.features: TemplateFeatures | None = None
         self.search_scale = 1.0
+        #: the best box of the last widened (LOST) frame, taken as the state when the search narrows
+        self._candidate: tuple[np.ndarray, np.ndarray] | None = None
 
     def _grid(self, instance_size: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Points ``(2, S*S)``, cosine window ``(S*S,)`` and origin of a search crop of
@@ -280,9 +282,17 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         The crop grows in network pixels too (by whole strides), so the target keeps the scale
         the network was trained at and its score stays meaningful; the cosine window is off while
         widened. The wider pass costs about ``scale**2`` times the normal one.
+
+        While widened the search stays centred on the last state from before (the last confident
+        box): each frame's best box is reported but not followed, so a lost tracker does not wander
+        after look-alikes. Back to 1, the last reported box becomes the state (the target that was
+        found again).
         """
         if not np.isfinite(scale) or scale < 1.0:
             raise ValueError(f"search scale must be >= 1, got {scale}")
+        if scale == 1.0 and self.search_scale > 1.0 and self._candidate is not None:
+            self.center, self.size = self._candidate
+        self._candidate = None
         cfg = self.config
         extra = round((scale - 1.0) * cfg.instance_size / cfg.stride)
         self.search_scale = float(scale)
@@ -310,6 +320,7 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         self.center = np.array([x + w / 2.0, y + h / 2.0], self.state_dtype)
         self.size = np.array([w, h], self.state_dtype)
         self.pad_value = None
+        self._candidate = None
         side = context_size(w, h, self.config.context_amount)
         if self.config.opencv_compat:
             side = float(int(side))
@@ -330,7 +341,9 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size  # OpenCV's round trip
         cx, cy, w, h = step_state(self.center, size, props, best, scale_z, self.lr, frame.shape, cfg.min_size)
         held = presence < cfg.hold_below
-        if not held:
+        if self.search_scale > 1.0:  # lost: report the best box, keep searching around the last state
+            self._candidate = (np.array([cx, cy], self.state_dtype), np.array([w, h], self.state_dtype))
+        elif not held:
             self.center = np.array([cx, cy], self.state_dtype)
             self.size = np.array([w, h], self.state_dtype)
             cx, cy, w, h = (*self.center, *self.size)

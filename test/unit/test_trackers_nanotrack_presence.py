@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -61,3 +62,31 @@ def test_state_is_held_below_the_hold_threshold(crossing: Sequence, official_v2:
     for i in range(1, 15):
         moving.track(crossing.frame(i))
     assert np.abs(moving.center - start).max() > 5.0
+
+
+def test_a_widened_search_stays_on_the_last_state_and_takes_the_find_when_it_narrows(
+        crossing: Sequence, official_v2: Path, sequences_dir: Path) -> None:
+    """While LOST (widened) on frames of another sequence the search centre does not follow the
+    look-alikes it reports; narrowed again on the walker's frames, the state is the walker found."""
+    from siam_tracking_ros.core.geometry import iou_xywh
+    from siam_tracking_ros.data.sequences import load_sequence
+
+    other = load_sequence(sequences_dir / "vot_bag")
+    tracker = build_tracker("nanotrack", weights=official_v2, device="cpu")
+    tracker.init(crossing.frame(0), crossing.boxes[0])
+    for i in range(1, 6):
+        tracker.track(crossing.frame(i))
+    center, size = tracker.center.copy(), tracker.size.copy()
+    tracker.set_search_scale(2.0)
+    height, width = crossing.frame(0).shape[:2]
+    reported = [tracker.track(cv2.resize(other.frame(i), (width, height))).box for i in range(10)]
+    np.testing.assert_array_equal(tracker.center, center)
+    np.testing.assert_array_equal(tracker.size, size)
+    assert len({tuple(np.round(b, 3)) for b in reported}) > 1  # best boxes reported, not followed
+    found = tracker.track(crossing.frame(6))
+    assert float(iou_xywh(np.asarray(found.box), crossing.boxes[6])) > 0.5
+    tracker.set_search_scale(1.0)
+    cx, cy = found.box[0] + found.box[2] / 2, found.box[1] + found.box[3] / 2
+    np.testing.assert_allclose(tracker.center, [cx, cy], atol=1e-6)
+    following = tracker.track(crossing.frame(7))
+    assert float(iou_xywh(np.asarray(following.box), crossing.boxes[7])) > 0.5
