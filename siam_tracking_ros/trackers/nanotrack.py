@@ -101,6 +101,9 @@ class NanoTrackConfig(PresetTable):
     score_calibration: tuple[float, float] | None = None
     #: below this calibrated score the state (centre, size) is held at the last confident one
     hold_below: float = 0.0
+    #: while the search is widened (LOST), the state follows a best box scoring at least this;
+    #: weaker ones are reported but not followed (1.0 = never; 0.3 picked on the validation split)
+    lost_follow_above: float = 0.3
 
     def default_preset(self) -> str:
         """``opencv`` with ``opencv_compat``, else ``version``."""
@@ -341,7 +344,9 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         size = self.size * scale_z / scale_z if cfg.opencv_compat else self.size  # OpenCV's round trip
         cx, cy, w, h = step_state(self.center, size, props, best, scale_z, self.lr, frame.shape, cfg.min_size)
         held = presence < cfg.hold_below
-        if self.search_scale > 1.0:  # lost: report the best box, keep searching around the last state
+        self._candidate = None
+        if self.search_scale > 1.0 and presence < cfg.lost_follow_above:
+            # lost: report the best box, keep searching around the last state
             self._candidate = (np.array([cx, cy], self.state_dtype), np.array([w, h], self.state_dtype))
         elif not held:
             self.center = np.array([cx, cy], self.state_dtype)

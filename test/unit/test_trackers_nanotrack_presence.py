@@ -67,12 +67,13 @@ def test_state_is_held_below_the_hold_threshold(crossing: Sequence, official_v2:
 def test_a_widened_search_stays_on_the_last_state_and_takes_the_find_when_it_narrows(
         crossing: Sequence, official_v2: Path, sequences_dir: Path) -> None:
     """While LOST (widened) on frames of another sequence the search centre does not follow the
-    look-alikes it reports; narrowed again on the walker's frames, the state is the walker found."""
+    look-alikes it reports (below ``lost_follow_above``; 1.0 here: never); narrowed again on the
+    walker's frames, the state is the walker found. With ``lost_follow_above`` 0 it follows."""
     from siam_tracking_ros.core.geometry import iou_xywh
     from siam_tracking_ros.data.sequences import load_sequence
 
     other = load_sequence(sequences_dir / "vot_bag")
-    tracker = build_tracker("nanotrack", weights=official_v2, device="cpu")
+    tracker = build_tracker("nanotrack", weights=official_v2, device="cpu", lost_follow_above=1.0)
     tracker.init(crossing.frame(0), crossing.boxes[0])
     for i in range(1, 6):
         tracker.track(crossing.frame(i))
@@ -90,3 +91,8 @@ def test_a_widened_search_stays_on_the_last_state_and_takes_the_find_when_it_nar
     np.testing.assert_allclose(tracker.center, [cx, cy], atol=1e-6)
     following = tracker.track(crossing.frame(7))
     assert float(iou_xywh(np.asarray(following.box), crossing.boxes[7])) > 0.5
+    follower = build_tracker("nanotrack", weights=official_v2, device="cpu", lost_follow_above=0.0)
+    follower.init(crossing.frame(0), crossing.boxes[0])
+    follower.set_search_scale(2.0)
+    moved = follower.track(cv2.resize(other.frame(0), (width, height))).box
+    np.testing.assert_allclose(follower.center, [moved[0] + moved[2] / 2, moved[1] + moved[3] / 2], atol=1e-6)
