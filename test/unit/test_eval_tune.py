@@ -51,27 +51,32 @@ def test_bad_grid_is_a_clear_error(sequences_dir: Path, tmp_path: Path, capsys) 
 
 def test_presence_tuning_sets_the_state_machine_and_agrees_with_siam_eval(sequences_dir: Path,
                                                                          tmp_path: Path) -> None:
-    """Policy keys reach the state machine (a LOST delay longer than any low-score dip keeps more
-    visible frames TRACKING), and a row equals siam-eval's presence protocol with that policy."""
+    """Policy keys reach the state machine (threshold 0: every frame seen, never LOST; above 1:
+    no frame seen, LOST after one frame), and a row equals siam-eval's presence protocol."""
     import json
 
     from siam_tracking_ros.eval.cli import main as eval_main
 
     common = ["--dataset", str(sequences_dir), "--sequences", "otb_Dudek_first20", "otb_Crossing",
               "--max-frames", "20", "--splice-frames", "10"]
-    assert main(["--mode", "presence", "--tracker", "nanotrack", *common, "--grid", "lost_frames=1,8",
-                 "--out", str(tmp_path / "tune"), "--no-progress"]) == 0
-    rows = {int(r["lost_frames"]): r for r in csv.DictReader((tmp_path / "tune" / "tune.csv").open())}
-    assert set(rows) == {1, 8}
-    assert float(rows[8]["presence_present_tracking"]) > float(rows[1]["presence_present_tracking"])
+    assert main(["--mode", "presence", "--tracker", "nanotrack", *common, "--grid",
+                 "score_threshold=0.0,1.01", "lost_frames=1", "--out", str(tmp_path / "tune"),
+                 "--no-progress"]) == 0
+    rows = {float(r["score_threshold"]): r for r in csv.DictReader((tmp_path / "tune" / "tune.csv").open())}
+    assert set(rows) == {0.0, 1.01}
+    assert float(rows[0.0]["presence_absent_lost"]) == 0.0
+    assert float(rows[0.0]["presence_present_tracking"]) == 1.0
+    assert float(rows[1.01]["presence_absent_lost"]) == 1.0
+    assert float(rows[1.01]["presence_present_tracking"]) < 0.1
     for row in rows.values():
         mean = (float(row["presence_absent_lost"]) + float(row["presence_present_tracking"])) / 2
         assert float(row["presence_mean"]) == pytest.approx(mean, abs=1e-4)
     best = yaml.safe_load((tmp_path / "tune" / "best.yaml").read_text())
-    assert set(best["tracker_params"]) == {"lost_frames"} and "presence_mean" in best
+    assert set(best["tracker_params"]) == {"score_threshold", "lost_frames"} and "presence_mean" in best
     assert eval_main(["--tracker", "nanotrack", *common, "--mode", "presence", "--lost-frames", "1",
+                      "--score-threshold", "1.01",
                       "--out", str(tmp_path / "eval"), "--no-plots", "--no-progress"]) == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     presence = results["trackers"]["nanotrack"]["presence"]
     for key in ("absent_lost", "present_tracking", "roc_auc"):
-        assert presence[key] == pytest.approx(float(rows[1][f"presence_{key}"]), abs=1e-4)
+        assert presence[key] == pytest.approx(float(rows[1.01][f"presence_{key}"]), abs=1e-4)

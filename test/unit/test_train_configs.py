@@ -22,12 +22,28 @@ HELD_OUT = {"otb_Crossing", "tinytlp_Bike", "uav10_person11", "vot_bag", "davis_
             "uav10_truck4_2"}
 
 
+def assert_exports_to_the_package_or_runs(export_to: str, variant: str) -> None:
+    """The shipped file of the variant, or (a superseded config) a file under the ignored runs/."""
+    packaged = f"siam_tracking_ros/weights/data/{variant}.safetensors"
+    assert export_to == packaged or export_to.startswith("runs/")
+
+
+def test_every_packaged_file_comes_from_exactly_one_config() -> None:
+    from siam_tracking_ros.train.feature_training import load_feature_config
+
+    exports = [load_feature_config(p).export_to for p in FEATURE_CONFIGS]
+    exports += [load_config(p).export_to for p in CONFIGS]
+    for shipped in sorted((ROOT / "siam_tracking_ros" / "weights" / "data").glob("*.safetensors")):
+        relative = f"siam_tracking_ros/weights/data/{shipped.name}"
+        assert exports.count(relative) == 1, (relative, exports.count(relative))
+
+
 @pytest.mark.parametrize("path", FEATURE_CONFIGS, ids=[p.stem for p in FEATURE_CONFIGS])
 def test_feature_config_parses_with_a_three_way_split(path: Path) -> None:
     from siam_tracking_ros.train.feature_training import load_feature_config
 
     config = load_feature_config(path)
-    assert config.export_to == f"siam_tracking_ros/weights/data/{config.variant}.safetensors"
+    assert_exports_to_the_package_or_runs(config.export_to, config.variant)
     assert config.variant in list_trackers()
     if config.cache_run:  # trained on another run's cache: that run's pairs are the training data
         (source,) = [p for p in FEATURE_CONFIGS if load_feature_config(p).name == config.cache_run]
@@ -54,7 +70,7 @@ def test_config_parses_and_its_objective_exists(path: Path, monkeypatch: pytest.
     assert config.variant in list_trackers()
     # shipped weights are trained from scratch, or continue one of our own runs (never ../shared)
     assert config.init_weights is None or config.init_weights.startswith("runs/")
-    assert config.export_to == f"siam_tracking_ros/weights/data/{config.variant}.safetensors"
+    assert_exports_to_the_package_or_runs(config.export_to, config.variant)
     assert set(config.validation.sequences) == HELD_OUT
     for dataset in config.datasets:
         if dataset.type == "sequences":
