@@ -65,6 +65,16 @@ def diagnostics(probe: Probe) -> dict[str, str]:
     return probe.latest_diagnostics()
 
 
+def diagnostics_showing(probe: Probe, key: str, value: str) -> dict[str, str]:
+    """The first diagnostics whose ``key`` reads ``value`` (one composed before a change may still
+    be in flight when the change is made); fails after 10 s with the last one seen."""
+    probe.diagnostics.clear()
+    wait_for(lambda: probe.latest_diagnostics().get(key) == value, 10.0)
+    latest = probe.latest_diagnostics()
+    assert latest.get(key) == value, latest
+    return latest
+
+
 def send_unstamped(probe: Probe, frame: np.ndarray) -> TrackedObject:
     """Publish a frame stamped zero and wait for the one TrackedObject it produces."""
     from siam_tracking_ros.ros.image_conversion import cv2_to_imgmsg
@@ -406,9 +416,8 @@ def test_frames_missing_from_the_publication_sequence_are_diagnosed(setup) -> No
         lossy.receive(seq * 1000, b"camera", seq)
     runtime.stream = lossy
     try:
-        values = diagnostics(probe)
+        values = diagnostics_showing(probe, "missed_frames", "147")
         assert "frames lost on the way" in values["_message"], values["_message"]
-        assert int(values["missed_frames"]) == 147
     finally:
         runtime.stream = real
     assert int(diagnostics(probe)["missed_frames"]) == real.missed
