@@ -26,6 +26,7 @@ import argparse
 import csv
 import itertools
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,8 @@ def tune(variant: str, weights: str | None, sequences: list[Sequence], grid: dic
          splice_frames: int = 60) -> list[dict[str, Any]]:
     """Rows ``{**combination, **scores}`` sorted best first by their ``auc_mean`` (OPE) or
     ``presence_mean`` (presence)."""
-    if mode == "presence":
-        def evaluate(*args: Any) -> dict[str, float]:
-            return evaluate_presence_combination(*args, splice_frames=splice_frames)
-    else:
-        evaluate = evaluate_combination
+    evaluate = (partial(evaluate_presence_combination, splice_frames=splice_frames) if mode == "presence"
+                else evaluate_combination)
     prefix = "presence" if mode == "presence" else "auc"
     combos = combinations(grid)
     bar = None
