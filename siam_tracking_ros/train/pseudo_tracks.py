@@ -13,7 +13,6 @@ centred on dense image corners (anything trackable).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 
 from siam_tracking_ros.core.geometry import iou_xywh
+from siam_tracking_ros.train.pretrained import file_sha256
 
 #: Debian's OpenCV documentation package ships five short clips (BSD-3-Clause, OpenCV samples)
 OPENCV_DOC_PACKAGE = "opencv-doc"
@@ -46,14 +46,6 @@ def video_cache_dir() -> Path:
     return Path.home() / ".cache" / "siam_tracking_ros" / "videos"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_opencv_videos(folder: Path | None = None) -> list[Path]:
     """``apt-get download`` the pinned ``opencv-doc`` package once and extract its clips.
 
@@ -71,7 +63,7 @@ def fetch_opencv_videos(folder: Path | None = None) -> list[Path]:
         if done.returncode != 0 or not deb.is_file():
             raise OSError(f"apt-get download {OPENCV_DOC_PACKAGE}={OPENCV_DOC_VERSION} failed: "
                           f"{done.stderr.strip()[-500:]}")
-    found = _sha256(deb)
+    found = file_sha256(deb)
     if found != OPENCV_DOC_SHA256:
         raise OSError(f"{deb.name}: sha256 {found} is not the pinned {OPENCV_DOC_SHA256}")
     with tempfile.TemporaryDirectory() as tmp:
