@@ -618,11 +618,11 @@ class FeatureTrainer:
         try:
             calibration: tuple[float, float] | None = fit_platt(
                 probability_scores(self.cfg.variant, samples.raw_scores), samples.present)
-            calibration_options(self.cfg.variant, calibration)  # raises for a slope <= 0
+            config = self.tracker_config(calibration)  # calibration_options refuses a slope <= 0
         except ValueError as exc:  # e.g. a model that never holds the target: publish raw peaks
             print(f"warning: no score calibration: {exc}", file=sys.stderr)
             calibration = None
-        config = self.tracker_config(calibration)
+            config = self.tracker_config(None)
         extra = {"training": json.dumps({"run": self.cfg.name, "best_val_auc": self.best_auc,
                                          "epochs": self.epoch, "pretrained": self.cfg.pretrained,
                                          "teacher": Path(self.cfg.teacher).name if self.cfg.teacher else "",
@@ -672,9 +672,8 @@ def recalibrate(weights: str | Path, out: str | Path, sequences: list[Any], spli
     tracker.use_backend("auto", 1)
     samples = collect_presence_samples(tracker, sequences, splice_frames, max_frames)
     calibration = fit_platt(samples.raw_scores, samples.present)
-    calibration_options("nanotrack", calibration)  # raises for a slope <= 0
     state, metadata = load_project_file(weights)
-    config = dataclasses.replace(tracker.config, score_calibration=calibration)
+    config = dataclasses.replace(tracker.config, **calibration_options("nanotrack", calibration))
     extra = {k: v for k, v in metadata.items() if k not in ("format", "variant", "config")}
     extra["calibration"] = json.dumps({"sequences": [s.name for s in sequences],
                                        "frames": len(samples.present),
