@@ -241,12 +241,13 @@ def build_student(cfg: FeatureTrainingConfig, net: nn.Module) -> NanoTrackStuden
     if cfg.variant == "nanotrack":
         return NanoTrackStudent(net, cfg.trainable_from, cfg.distill_weight, cfg.box_distill_weight,
                                 cfg.box_distill_threshold)
-    if cfg.trainable_from != 14 or not hasattr(net, "search_from_maps"):
+    if not hasattr(net, "search_from_maps") or not hasattr(net.backbone, "features"):
         raise ValueError(f"{cfg.variant}: feature training needs an assembled network on the "
-                         "mobilenetv2 backbone with trainable_from 14")
+                         "mobilenetv2 backbone")
     from siam_tracking_ros.trackers.registry import make_config
 
-    return SiameseStudent(cfg.variant, net, make_config(cfg.variant, **cfg.variant_options), cfg.objective)
+    return SiameseStudent(cfg.variant, net, make_config(cfg.variant, **cfg.variant_options), cfg.objective,
+                          cfg.trainable_from)
 
 
 def load_teacher(cfg: FeatureTrainingConfig) -> nn.Module | None:

@@ -30,6 +30,8 @@ Batch = dict[str, torch.Tensor]
 
 #: point geometry of the cached labels (NanoTrack's 16x16 map over a 255 search crop)
 CACHE_GEOMETRY = HeadGeometry(exemplar_size=127, instance_size=255, score_size=16, stride=16)
+#: MobileNetV2 layers of the single-level map every variant starts from (``features[:14]``, 96 ch)
+CACHED_LAYERS = 14
 
 
 def pair_loss(out: dict[str, torch.Tensor], batch: Batch, distill_weight: float,
@@ -128,30 +130,39 @@ class NanoTrackStudent(nn.Module):
 
 
 class SiameseStudent(nn.Module):
-    """An assembled variant on the frozen ImageNet MobileNetV2 (``features[:14]``): everything
-    after the backbone trains, with the variant's objective (``net.head_kind``)."""
+    """An assembled variant on the ImageNet MobileNetV2: ``features[:trainable_from]`` frozen (the
+    cache), ``features[trainable_from:14]`` and everything after the backbone trained with the
+    variant's objective (``net.head_kind``)."""
 
-    def __init__(self, variant: str, net: nn.Module, config: Any, objective_options: dict[str, Any]
-                 ) -> None:
+    def __init__(self, variant: str, net: nn.Module, config: Any, objective_options: dict[str, Any],
+                 trainable_from: int = CACHED_LAYERS) -> None:
         super().__init__()
+        if not 1 <= trainable_from <= CACHED_LAYERS:
+            raise ValueError(f"trainable_from must be within 1..{CACHED_LAYERS}, got {trainable_from}")
         self.variant = variant
         self.net = net
         self.config = config
+        self.trainable_from = trainable_from
+        #: ``features[trainable_from:14]``: the backbone stages that train (lr x backbone_lr_mult)
+        self.upper = net.backbone.features[trainable_from:CACHED_LAYERS]
         self.geometry = geometry_from(config, net)
         self.objective = make_objective(net.head_kind, self.geometry, **objective_options)
 
     def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """What the cache stores of BGR 0..255 crops: the backbone's ``features[:14]`` map (a
-        multi-level backbone's ``cached_maps``), BN in eval mode."""
+        """What the cache stores of BGR 0..255 crops: the backbone's ``features[:trainable_from]``
+        map, BN in eval mode."""
         backbone = self.net.backbone
         backbone.eval()
-        return backbone.cached_maps(crops) if hasattr(backbone, "cached_maps") else backbone(crops)
+        rgb = crops.flip(1) * backbone.scale + backbone.shift
+        return backbone.features[:self.trainable_from](rgb)
 
     def maps(self, cached: torch.Tensor) -> Any:
-        """What the network's ``*_from_maps`` take, from cached maps: a multi-level backbone runs
-        its frozen upper stages (``levels_from``), a network whose branches share the map
-        arranges it (``maps_from_backbone``, SA-Siam)."""
+        """What the network's ``*_from_maps`` take, from cached maps: the trainable stages up to
+        ``features[:14]``, then a multi-level backbone runs its frozen upper stages
+        (``levels_from``), a network whose branches share the map arranges it
+        (``maps_from_backbone``, SA-Siam)."""
         backbone = self.net.backbone
+        cached = self.upper(cached)
         maps = backbone.levels_from(cached) if hasattr(backbone, "levels_from") else cached
         return self.net.maps_from_backbone(maps) if hasattr(self.net, "maps_from_backbone") else maps
 
@@ -172,8 +183,9 @@ class SiameseStudent(nn.Module):
         return total, {key: float(value) for key, value in parts.items()}
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """``(everything after the backbone, unfrozen backbone stages)``."""
         backbone = {id(p) for p in self.net.backbone.parameters()}
-        return [p for p in self.net.parameters() if id(p) not in backbone], []
+        return [p for p in self.net.parameters() if id(p) not in backbone], list(self.upper.parameters())
 
     def train_mode(self) -> None:
         self.net.train()

@@ -184,3 +184,48 @@ def test_init_weights_may_come_from_another_variant_on_the_same_network(tmp_path
     alexnet = build_tracker("siamfc", weights="random", device="cpu").model  # another backbone
     with pytest.raises(WeightsError, match="does not fit"):
         load_init_weights(alexnet, str(path), "siamfc")
+
+
+@pytest.mark.parametrize(("variant", "backbone"), [("siamfc", "mobilenetv2"),
+                                                 ("siamrpnpp", "mobilenetv2_imagenet")])
+def test_an_unfrozen_stage_continues_the_cached_map_to_the_full_backbone(variant: str, backbone: str
+                                                                          ) -> None:
+    from siam_tracking_ros.trackers.registry import make_config
+    from siam_tracking_ros.train.students import SiameseStudent
+
+    torch.manual_seed(0)
+    tracker = build_tracker(variant, weights="random", device="cpu", backbone=backbone)
+    net = tracker.model.eval()
+    student = SiameseStudent(variant, net, make_config(variant, backbone=backbone), {}, 11)
+    crops = torch.rand(2, 3, 127, 127) * 255
+    with torch.no_grad():
+        cached = student.frozen_features(crops)
+        assert cached.shape[1] == 64  # features[:11] ends in the 64-channel stage
+        whole = net.backbone(crops)
+        continued = student.maps(cached)
+    for got, want in zip(continued if isinstance(whole, list) else [continued],
+                         whole if isinstance(whole, list) else [whole], strict=True):
+        torch.testing.assert_close(got, want)
+    head, upper = student.parameter_groups()
+    assert {id(p) for p in upper} == {id(p) for p in net.backbone.features[11:14].parameters()}
+    assert not {id(p) for p in upper} & {id(p) for p in head}
+    with pytest.raises(ValueError, match="trainable_from"):
+        SiameseStudent(variant, net, make_config(variant, backbone=backbone), {}, 15)
+
+
+def test_an_assembled_variant_trains_its_last_stage(shared_dir: Path, have_pretrained: None,
+                                                    tmp_path: Path) -> None:
+    cfg = _tiny_config(tmp_path, shared_dir, epochs=1)
+    cfg.name, cfg.variant, cfg.trainable_from = "tiny_fc11", "siamfc", 11
+    cfg.variant_options, cfg.teacher, cfg.tracker_options = {"backbone": "mobilenetv2"}, None, {}
+    cfg.export_to = str(tmp_path / "fc11.safetensors")
+    trainer = FeatureTrainer(cfg)
+    features = trainer.net.backbone.features
+    frozen_before = {k: v.clone() for k, v in features[:11].state_dict().items()}
+    upper_before = {k: v.clone() for k, v in features[11:].state_dict().items()}
+    trainer.run()
+    assert FeatureCache(cfg.run_dir / "cache_from11").arrays["zf"].shape[1:] == (64, 8, 8)
+    for key, value in features[:11].state_dict().items():
+        torch.testing.assert_close(value, frozen_before[key])
+    changed = [k for k, v in features[11:].state_dict().items() if not torch.equal(v, upper_before[k])]
+    assert changed and all("running" not in k for k in changed)  # weights train, BN statistics stay
