@@ -535,6 +535,8 @@ class FeatureTrainer:
         last_checkpoint = start
         steps_per_epoch = cache.count // cfg.batch_size
         total_steps = steps_per_epoch * cfg.epochs
+        if cfg.init_weights and not self.history:
+            self.validate_start()
         while self.epoch < cfg.epochs:
             rng = np.random.default_rng([cfg.seed, 7, self.epoch])
             order = rng.permutation(cache.count)
@@ -576,6 +578,15 @@ class FeatureTrainer:
             if time.monotonic() - start > 60 * cfg.time_budget_minutes:
                 print("time budget reached", file=sys.stderr)
                 break
+
+    def validate_start(self) -> None:
+        """Validate ``init_weights`` as they are (epoch 0): fine-tuning must beat its start to
+        replace it."""
+        self.best_auc = self.validate()
+        self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        self.history.append({"epoch": 0, "val_auc": self.best_auc})
+        print(json.dumps(self.history[-1]), file=sys.stderr)
+        self.save_checkpoint()
 
     def tracker_config(self, calibration: tuple[float, float] | None = None) -> Any:
         from siam_tracking_ros.trackers.registry import make_config

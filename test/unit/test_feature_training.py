@@ -219,11 +219,18 @@ def test_an_assembled_variant_trains_its_last_stage(shared_dir: Path, have_pretr
     cfg.name, cfg.variant, cfg.trainable_from = "tiny_fc11", "siamfc", 11
     cfg.variant_options, cfg.teacher, cfg.tracker_options = {"backbone": "mobilenetv2"}, None, {}
     cfg.export_to = str(tmp_path / "fc11.safetensors")
+    start = build_tracker("siamfc", weights="random", device="cpu", backbone="mobilenetv2")
+    from siam_tracking_ros.weights.io import save_weights
+
+    cfg.init_weights = str(save_weights(tmp_path / "start.safetensors", start.model.state_dict(),
+                                        "siamfc", start.config))
     trainer = FeatureTrainer(cfg)
     features = trainer.net.backbone.features
     frozen_before = {k: v.clone() for k, v in features[:11].state_dict().items()}
     upper_before = {k: v.clone() for k, v in features[11:].state_dict().items()}
-    trainer.run()
+    summary = trainer.run()
+    history = json.loads(read_metadata(Path(summary["exported"]))["training"])["history"]
+    assert [h["epoch"] for h in history] == [0, 1]  # the start is validated as it is, then trained
     assert FeatureCache(cfg.run_dir / "cache_from11").arrays["zf"].shape[1:] == (64, 8, 8)
     for key, value in features[:11].state_dict().items():
         torch.testing.assert_close(value, frozen_before[key])
