@@ -49,7 +49,10 @@ def test_feature_config_parses_with_a_three_way_split(path: Path) -> None:
         (source,) = [p for p in FEATURE_CONFIGS if load_feature_config(p).name == config.cache_run]
         assert not config.datasets
         config.datasets = load_feature_config(source).datasets
-    assert config.init_weights is None or config.init_weights.startswith("siam_tracking_ros/weights/data/")
+    if config.init_weights:  # one of our files: packaged, or another config's export under runs/
+        exports = {load_feature_config(p).export_to for p in FEATURE_CONFIGS}
+        assert config.init_weights.startswith("siam_tracking_ros/weights/data/") or (
+            config.init_weights in exports and config.init_weights != config.export_to)
     trained = {name for d in config.datasets if d.type == "sequences" for name in d.names or []}
     validation = set(config.validation_sequences)
     assert trained and validation and not trained & validation
