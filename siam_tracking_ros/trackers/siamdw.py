@@ -5,10 +5,12 @@ border inside every residual unit, keeps total stride 8 and a receptive field of
 the 127 exemplar), and gives 5x5 template / 21x21 search features for 127 / 255 crops.
 ``head="fc"``: SiamFC cross-correlation (x 0.1 as SiamDW's ``Corr_Up``, a learnable 1x1 adjust
 here) tracked exactly as :class:`~siam_tracking_ros.trackers.siamfc.SiamFCTracker`;
-``head="rpn"``: SiamRPN up-channel head (512 -> 256 kernels, 5 anchors) tracked as
-:class:`~siam_tracking_ros.trackers.siamrpn.SiamRPNTracker`. Defaults: SiamDW's OTB-2015
-hyper-parameters. Our RPN classifier is the 2K-softmax of the shared head (SiamDW's own has K
-sigmoid outputs), so official SiamRPN+ checkpoints do not load as is.
+``head="upchannel"`` (or ``depthwise``): a SiamRPN head (up-channel: 512 -> 256 kernels, 5
+anchors) tracked as :class:`~siam_tracking_ros.trackers.siamrpn.SiamRPNTracker` (``rpn`` is the
+older name of ``upchannel``). As in every variant, ``head`` names the registered head part
+(:mod:`~siam_tracking_ros.models.assembly`). Defaults: SiamDW's OTB-2015 hyper-parameters. Our
+RPN classifier is the 2K-softmax of the shared head (SiamDW's own has K sigmoid outputs), so
+official SiamRPN+ checkpoints do not load as is.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from siam_tracking_ros.trackers.siamrpn import SiamRPNConfig, SiamRPNTracker, rp
 
 @dataclass
 class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
-    """CIResNet-22 + ``head`` (``fc`` or ``rpn``): SiamRPN's fields plus SiamFC's search fields.
+    """CIResNet-22 + ``head`` (``fc``, ``upchannel`` or ``depthwise``): SiamRPN's fields plus
+    SiamFC's search fields.
 
     ``window_influence`` left at ``None`` takes the head's tuned value (preset ``siamdw/<head>``).
     """
@@ -42,8 +45,11 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
     STRIDE_FIELDS: ClassVar[tuple[str, ...]] = ("anchor_stride", "total_stride")
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "fc": {"window_influence": 0.2897},
-        "rpn": {"window_influence": 0.39},
+        "upchannel": {"window_influence": 0.39},
+        "depthwise": {"window_influence": 0.39},
     }
+    #: older head names and the registered head part they mean
+    HEAD_ALIASES: ClassVar[Mapping[str, str]] = {"rpn": "upchannel"}
 
     backbone: str = "cir_resnet22"
     head: str = "fc"
@@ -79,10 +85,22 @@ class SiamDWConfig(PresetFields, SiamRPNConfig, FCSearchFields):
         kwargs = {"stage_blocks": tuple(self.stage_blocks), "widths": tuple(self.widths)}
         return PartSpec("cir_resnet22", kwargs)
 
+    def __post_init__(self) -> None:
+        if self.preset:  # ``siamdw/<head>``: the preset is the head's
+            self.head = self.preset
+        self.head = self.HEAD_ALIASES.get(self.head, self.head)
+        self.preset = ""
+        super().__post_init__()
+
+    @classmethod
+    def selecting(cls, preset: str) -> dict[str, Any]:
+        """``siamdw/<head>`` selects the head (its preset follows)."""
+        return {"head": preset}
+
     def default_preset(self) -> str:
         """The preset of the chosen head."""
         if self.head not in self.PRESETS:
-            raise ValueError(f"siamdw: unknown head '{self.head}' (fc|rpn)")
+            raise ValueError(f"siamdw: unknown head '{self.head}' ({'|'.join(self.PRESETS)})")
         return self.head
 
 
@@ -97,19 +115,20 @@ class SiamDWFCNet(SiameseNet):
 
 
 class SiamDWRPNNet(SiameseNet):
-    """CIResNet-22 + up-channel RPN; ``search`` returns ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
+    """CIResNet-22 + an RPN head (``config.head``); ``search`` returns
+    ``{"cls": (B, 2K, S, S), "loc": (B, 4K, S, S)}``."""
 
     head_kind = "rpn"
 
     def __init__(self, config: SiamDWConfig) -> None:
-        super().__init__(rpn_spec(config.backbone_spec(), "upchannel", config.anchor_num, config.hidden,
+        super().__init__(rpn_spec(config.backbone_spec(), config.head, config.anchor_num, config.hidden,
                                   neck=config.neck_spec()))
 
 
 @register_tracker("siamdw", SiamDWConfig,
                   description="SiamDW: CIResNet-22 (cropping-inside residuals) + SiamFC or SiamRPN head")
 def build_siamdw(config: SiamDWConfig, device: torch.device) -> SiameseTracker:
-    """SiamFC+ (``head="fc"``) or SiamRPN+ (``head="rpn"``) with an untrained network."""
+    """SiamFC+ (``head="fc"``) or SiamRPN+ (``head="upchannel"|"depthwise"``) with an untrained network."""
     if config.head == "fc":
         return SiamFCTracker(SiamDWFCNet(config), config, device)  # type: ignore[arg-type]
     return SiamRPNTracker(SiamDWRPNNet(config), config, device)  # type: ignore[arg-type]

@@ -109,7 +109,7 @@ def test_unknown_parts_and_kinds_are_refused() -> None:
 def test_presets_are_one_mechanism() -> None:
     presets = list_presets()
     assert {"dasiamrpn/big", "dasiamrpn/otb", "dasiamrpn/vot", "siamrpnpp/mobilenetv2",
-            "siamdw/rpn"} <= set(presets)
+            "siamdw/upchannel", "siamdw/fc"} <= set(presets)
     otb = make_config("dasiamrpn/otb")
     assert (otb.width_mult, otb.hidden, otb.penalty_k, otb.adaptive) == (1.0, 256, 0.22, False)
     assert make_config("dasiamrpn", preset="otb") == otb
@@ -117,7 +117,10 @@ def test_presets_are_one_mechanism() -> None:
     mobile = make_config("siamrpnpp", backbone="mobilenetv2")
     assert (mobile.lr, mobile.rpn_weighted) == (0.5, False)
     assert make_config("siamrpnpp/mobilenetv2") == dataclasses.replace(mobile, preset="mobilenetv2")
-    assert make_config("siamdw", head="rpn").window_influence == pytest.approx(0.39)
+    upchannel = make_config("siamdw/upchannel")
+    assert (upchannel.head, upchannel.window_influence) == ("upchannel", pytest.approx(0.39))
+    assert make_config("siamdw", head="rpn") == upchannel  # the older name of the same head part
+    assert make_config("siamdw", preset="rpn") == upchannel
     with pytest.raises(ValueError, match="unknown preset"):
         make_config("dasiamrpn/nope")
 
@@ -193,3 +196,18 @@ def test_every_score_map_network_declares_its_stride() -> None:
         expected = next(getattr(config, f) for f in ("stride", "total_stride", "anchor_stride")
                         if hasattr(config, f))
         assert isinstance(tracker.model.stride, int) and tracker.model.stride == expected, name
+
+
+def test_head_names_a_registered_head_part_in_every_variant() -> None:
+    """``head`` means one thing: wherever a config has it, it is the network's head part."""
+    from siam_tracking_ros.models.assembly import list_parts
+    from siam_tracking_ros.trackers.registry import list_trackers
+
+    heads = set(list_parts("head"))
+    with_head = []
+    for name in [*list_trackers(), *list_presets()]:
+        config = make_config(name)
+        if hasattr(config, "head") and isinstance(config.head, str):
+            assert config.head in heads, (name, config.head)
+            with_head.append(name)
+    assert {"siamrpn", "siamdw", "siamdw/upchannel", "dasiamrpn"} <= set(with_head)

@@ -11,7 +11,7 @@ from siam_tracking_ros.trackers.registry import build_tracker, list_trackers, ma
 # small widths keep these tests fast; the architecture is the same as the defaults
 SMALL = {
     "siamdw_fc": ("siamdw", {"head": "fc", "widths": (16, 32)}),
-    "siamdw_rpn": ("siamdw", {"head": "rpn", "widths": (16, 32), "hidden": 32}),
+    "siamdw_rpn": ("siamdw", {"head": "upchannel", "widths": (16, 32), "hidden": 32}),
     "c_rpn": ("c_rpn", {"width_mult": 0.25, "hidden": 32}),
     "c_rpn_1stage": ("c_rpn", {"width_mult": 0.25, "hidden": 32, "stages": 1}),
     "sint": ("sint", {"widths": (8, 16, 32, 64, 64), "fc_dim": 64}),
@@ -24,7 +24,7 @@ def test_registered_names_and_option_checks() -> None:
     for name in ("siamdw", "c_rpn", "sint", "sint_pp"):
         assert name in names
     assert make_config("siamdw").window_influence == pytest.approx(0.2897)
-    assert make_config("siamdw", head="rpn").window_influence == pytest.approx(0.39)
+    assert make_config("siamdw", head="upchannel").window_influence == pytest.approx(0.39)
     with pytest.raises(ValueError, match="head"):
         make_config("siamdw", head="ban")
     with pytest.raises(ValueError, match="stages"):
