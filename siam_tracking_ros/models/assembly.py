@@ -224,9 +224,10 @@ def mobilenetv3_backbone(blocks: str = "small_stride16") -> MobileNetV3:
 
 
 @register_part("head", "cascade_rpn")
-def cascade_rpn_head(in_channels: tuple[int, ...], anchor_num: int = 5, hidden: int = 256) -> CascadeRPN:
+def cascade_rpn_head(in_channels: tuple[int, ...], anchor_num: int = 5, hidden: int = 256,
+                     rpn: str = "upchannel", ftb_kernel: int = 3) -> CascadeRPN:
     """C-RPN's cascade over backbone levels (deepest first)."""
-    return CascadeRPN(in_channels, anchor_num, hidden)
+    return CascadeRPN(in_channels, anchor_num, hidden, rpn, ftb_kernel)
 
 
 register_part("backbone", "alexnet_levels")(AlexNetLevels)

@@ -29,27 +29,50 @@ from siam_tracking_ros.models.heads.cascade_rpn import cascade_proposals
 from siam_tracking_ros.trackers.registry import register_tracker
 from siam_tracking_ros.trackers.siamrpn import SiamRPNConfig, SiamRPNTracker
 
+#: the cascade stages each backbone allows (its levels, deepest first)
+STAGES = {"alexnet": (1, 2, 3), "mobilenetv2": (2,)}
+
 
 @dataclass
 class CRPNConfig(SiamRPNConfig):
-    """SiamRPN's options plus the cascade: ``stages`` (1-3) and the easy-negative threshold."""
+    """SiamRPN's options plus the cascade: ``stages`` and the easy-negative threshold.
 
-    stages: int = 3
+    ``backbone: alexnet`` taps conv5, conv4, conv3 (1-3 stages, 3 the paper's); ``mobilenetv2``
+    (ImageNet MobileNetV2, pretrained) the dilated ``features[:17]`` and ``features[:14]`` maps,
+    both stride 16 (2 stages), each through a 1x1 adjust to ``hidden`` channels. ``stages`` left
+    at ``None`` takes the backbone's most. ``head`` is every stage's RPN (``upchannel`` or
+    ``depthwise``).
+    """
+
+    stages: int | None = None
     theta: float = 0.95
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.stages <= 3:
-            raise ValueError(f"c_rpn: stages must be 1, 2 or 3, got {self.stages}")
-        if self.backbone != "alexnet":
-            raise ValueError(f"c_rpn: the cascade taps AlexNet's conv3-5 (backbone='alexnet'), got "
+        if self.backbone not in STAGES:
+            raise ValueError(f"c_rpn: the cascade taps the levels of {' or '.join(STAGES)}, got "
                              f"'{self.backbone}'")
-        if self.head != "upchannel":
-            raise ValueError(f"c_rpn: only the up-channel RPN head is supported, got '{self.head}'")
+        if self.stages is None:
+            self.stages = max(STAGES[self.backbone])
+        if self.stages not in STAGES[self.backbone]:
+            raise ValueError(f"c_rpn: stages must be one of {STAGES[self.backbone]} on {self.backbone}, "
+                             f"got {self.stages}")
+
+    def cascade_spec(self) -> NetworkSpec:
+        """Backbone levels (+ adjust neck) + the ``cascade_rpn`` head."""
+        head_options = {"anchor_num": self.anchor_num, "hidden": self.hidden, "rpn": self.head}
+        if self.backbone == "alexnet":
+            backbone = PartSpec("alexnet_levels", {"width_mult": self.width_mult, "levels": self.stages})
+            return NetworkSpec(backbone, PartSpec("cascade_rpn", head_options), head_kind="cascade_rpn",
+                               head_name="cascade")
+        backbone = PartSpec("mobilenetv2_imagenet_levels", {"deepest_first": True})
+        neck = PartSpec("adjust", {"out_channels": [self.hidden] * self.stages, "center_size": 8})
+        return NetworkSpec(backbone, PartSpec("cascade_rpn", {**head_options, "ftb_kernel": 1}), neck=neck,
+                           head_kind="cascade_rpn", head_name="cascade")
 
 
 class CRPNNet(SiameseNet):
-    """AlexNet levels (``alexnet_levels``) + the ``cascade_rpn`` head.
+    """Backbone levels + the ``cascade_rpn`` head (:meth:`CRPNConfig.cascade_spec`).
 
     ``search`` returns ``{"cls", "loc"}`` of stage 1 and ``{"cls_stages", "loc_stages"}`` of all.
     """
@@ -57,9 +80,7 @@ class CRPNNet(SiameseNet):
     head_kind = "cascade_rpn"
 
     def __init__(self, config: CRPNConfig) -> None:
-        backbone = PartSpec("alexnet_levels", {"width_mult": config.width_mult, "levels": config.stages})
-        head = PartSpec("cascade_rpn", {"anchor_num": config.anchor_num, "hidden": config.hidden})
-        super().__init__(NetworkSpec(backbone, head, head_kind="cascade_rpn", head_name="cascade"))
+        super().__init__(config.cascade_spec())
 
     def search(self, features: list, x: torch.Tensor, return_features: bool = False) -> dict:
         out = super().search(features, x, return_features)

@@ -175,7 +175,10 @@ class SiameseStudent(nn.Module):
         negative = batch["negative"].numpy()
         assigned = [self.objective.assign(box, bool(neg), rng) for box, neg in zip(boxes, negative,
                                                                                    strict=True)]
-        return {key: torch.from_numpy(np.stack([a[key] for a in assigned])) for key in assigned[0]}
+        targets = {key: torch.from_numpy(np.stack([a[key] for a in assigned])) for key in assigned[0]}
+        # what objectives that label against the network's own outputs need (C-RPN's later stages)
+        targets["box"], targets["negative"] = torch.from_numpy(boxes).float(), batch["negative"]
+        return targets
 
     def loss(self, batch: Batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         out = self(batch["zf"].float(), batch["xf"].float())

@@ -116,3 +116,36 @@ def test_rpn_presence_calibration_maps_the_raw_probability(variant: str) -> None
     raw, calibrated = results
     assert raw.score == raw.extra["raw_score"] == calibrated.extra["raw_score"]
     assert calibrated.score == pytest.approx(platt_probability(raw.score, (2.0, -1.0)))
+
+
+def test_c_rpn_on_pretrained_mobilenetv2_levels() -> None:
+    """Two depthwise stages on MobileNetV2's dilated features[:17] then features[:14] (deepest
+    first), one anchor grid; the student trains them from cached features[:14] maps."""
+    from siam_tracking_ros.train.students import SiameseStudent
+
+    options = {"backbone": "mobilenetv2", "head": "depthwise", "hidden": 32, "anchor_scales": [4.0]}
+    torch.manual_seed(3)
+    tracker = build_tracker("c_rpn", weights="random", device="cpu", **options)
+    net = tracker.model.eval()
+    assert tracker.config.stages == 2 and tracker.config.anchor_stride == 16
+    z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
+    with torch.no_grad():
+        deep, shallow = net.backbone(x)
+        out = net(z, x)
+        student = SiameseStudent("c_rpn", net, tracker.config, {})
+        cached = student(student.frozen_features(z), student.frozen_features(x))
+    assert (deep.shape[1], shallow.shape[1]) == (160, 96)  # deepest first
+    assert all(c.shape == (2, 10, 9, 9) for c in out["cls_stages"])
+    assert all(v.shape == (2, 20, 9, 9) for v in out["loc_stages"])
+    for got, want in zip(cached["cls_stages"], out["cls_stages"], strict=True):
+        torch.testing.assert_close(got, want)
+    batch = {"search_box": torch.tensor([[100.0, 110.0, 60.0, 40.0]] * 2),
+             "negative": torch.tensor([False, True])}
+    targets = student.targets(batch, np.random.default_rng(0))
+    assert targets["box"].shape == (2, 4) and targets["negative"].tolist() == [False, True]
+    student.train_mode()
+    loss, parts = student.objective.loss(student(student.frozen_features(z), student.frozen_features(x)),
+                                         targets)
+    assert torch.isfinite(loss) and {"cls1", "cls2", "loc1", "loc2"} <= set(parts)
+    with pytest.raises(ValueError, match="stages"):
+        make_config("c_rpn", backbone="mobilenetv2", stages=3)

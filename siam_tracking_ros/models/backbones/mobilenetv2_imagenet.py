@@ -107,9 +107,10 @@ class ImageNetMobileNetV2Levels(ImageNetMobileNetV2):
 
     :meth:`cached_maps` is the ``features[:14]`` map a frozen-feature cache stores and
     :meth:`levels_from` continues from it (training on a cache made for single-level variants).
+    ``deepest_first`` returns the two maps the other way round (C-RPN's cascade order).
     """
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, deepest_first: bool = False) -> None:
         super().__init__(width, num_layers=17)
         first = self.features[14].conv[1][0]
         first.stride = (1, 1)
@@ -117,7 +118,9 @@ class ImageNetMobileNetV2Levels(ImageNetMobileNetV2):
             depthwise = block.conv[1][0]
             depthwise.dilation, depthwise.padding = (2, 2), (2, 2)
         self.stride = 16
-        self.out_channels = [self._channels_of(self.features[13]), self._channels_of(self.features[16])]
+        self.deepest_first = deepest_first
+        channels = [self._channels_of(self.features[13]), self._channels_of(self.features[16])]
+        self.out_channels = channels[::-1] if deepest_first else channels
 
     def cached_maps(self, x: torch.Tensor) -> torch.Tensor:
         """``features[:14]`` of BGR 0..255 crops."""
@@ -125,7 +128,8 @@ class ImageNetMobileNetV2Levels(ImageNetMobileNetV2):
 
     def levels_from(self, maps: torch.Tensor) -> list[torch.Tensor]:
         """Both levels from the ``features[:14]`` map."""
-        return [maps, self.features[14:](maps)]
+        levels = [maps, self.features[14:](maps)]
+        return levels[::-1] if self.deepest_first else levels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         return self.levels_from(self.cached_maps(x))

@@ -17,8 +17,11 @@ import torch
 from torch import nn
 
 from siam_tracking_ros.core.anchors import MAX_LOG_SCALE, decode_deltas, flatten_cls, flatten_loc
-from siam_tracking_ros.models.heads.rpn import OutputScaler, RPNOutput, UpChannelRPN
+from siam_tracking_ros.models.heads.rpn import DepthwiseRPN, OutputScaler, RPNOutput, UpChannelRPN
 from siam_tracking_ros.models.necks.feature_transfer import FeatureTransferBlock, resize_to
+
+#: the RPN heads a cascade stage may use, built as ``(anchor_num, in_channels, hidden)``
+STAGE_RPNS = {"upchannel": UpChannelRPN, "depthwise": DepthwiseRPN}
 
 
 class CascadeRPN(nn.Module):
@@ -27,17 +30,22 @@ class CascadeRPN(nn.Module):
     Args:
         level_channels: channels of the backbone levels, deepest first (AlexNet: conv5, conv4, conv3).
         anchor_num: anchors per position.
-        hidden: channels of each up-channel correlation kernel.
+        hidden: channels of each stage's correlation kernels.
+        rpn: the stages' RPN head, ``upchannel`` (the paper's) or ``depthwise``.
+        ftb_kernel: the FTB deconvolution kernel (3: AlexNet's levels grow by 2; 1: levels of one
+            size, e.g. MobileNetV2's two stride-16 maps).
     """
 
     def __init__(self, level_channels: Sequence[int] = (256, 384, 384), anchor_num: int = 5,
-                 hidden: int = 256) -> None:
+                 hidden: int = 256, rpn: str = "upchannel", ftb_kernel: int = 3) -> None:
         super().__init__()
+        if rpn not in STAGE_RPNS:
+            raise ValueError(f"cascade_rpn: unknown stage RPN '{rpn}' ({'|'.join(STAGE_RPNS)})")
         self.stages = len(level_channels)
         self.anchor_num = anchor_num
-        self.ftbs = nn.ModuleList(FeatureTransferBlock(level_channels[i - 1], level_channels[i])
+        self.ftbs = nn.ModuleList(FeatureTransferBlock(level_channels[i - 1], level_channels[i], ftb_kernel)
                                   for i in range(1, self.stages))
-        self.rpns = nn.ModuleList(UpChannelRPN(anchor_num, c, hidden) for c in level_channels)
+        self.rpns = nn.ModuleList(STAGE_RPNS[rpn](anchor_num, c, hidden) for c in level_channels)
 
     def stage_features(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Per-stage features ``[ψ_1, FTB(Φ_1, ψ_2), ...]`` resized to the first level's size."""
@@ -61,11 +69,10 @@ class CascadeRPN(nn.Module):
         return self.search(self.template(z_levels), x_levels)
 
     def output_scalers(self) -> list[OutputScaler]:
-        """Per stage, the layers scaling its ``cls`` / ``loc`` maps (see :class:`UpChannelRPN`)."""
+        """Per stage, the layers scaling its ``cls`` / ``loc`` maps (those of its RPN head)."""
         scalers: list[OutputScaler] = []
         for index, rpn in enumerate(self.rpns):
-            scalers += [("cls_stages", index, [rpn.template_cls_conv]),
-                        ("loc_stages", index, [rpn.loc_adjust])]
+            scalers += [(f"{name}_stages", index, layers) for name, _, layers in rpn.output_scalers()]
         return scalers
 
 
