@@ -39,13 +39,16 @@ class CRPNConfig(SiamRPNConfig):
 
     ``backbone: alexnet`` taps conv5, conv4, conv3 (1-3 stages, 3 the paper's); ``mobilenetv2``
     (ImageNet MobileNetV2, pretrained) the dilated ``features[:17]`` and ``features[:14]`` maps,
-    both stride 16 (2 stages), each through a 1x1 adjust to ``hidden`` channels. ``stages`` left
+    both stride 16 (2 stages, :attr:`deep_first`), each through a 1x1 adjust to ``hidden`` channels. ``stages`` left
     at ``None`` takes the backbone's most. ``head`` is every stage's RPN (``upchannel`` or
     ``depthwise``).
     """
 
     stages: int | None = None
     theta: float = 0.95
+    #: ``mobilenetv2``: stage 1 on the dilated ``features[:17]`` map, the FTB into ``features[:14]``
+    #: (the paper's deep-to-shallow order), or (False) the other way round
+    deep_first: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,7 +68,7 @@ class CRPNConfig(SiamRPNConfig):
             backbone = PartSpec("alexnet_levels", {"width_mult": self.width_mult, "levels": self.stages})
             return NetworkSpec(backbone, PartSpec("cascade_rpn", head_options), head_kind="cascade_rpn",
                                head_name="cascade")
-        backbone = PartSpec("mobilenetv2_imagenet_levels", {"deepest_first": True})
+        backbone = PartSpec("mobilenetv2_imagenet_levels", {"deepest_first": self.deep_first})
         neck = PartSpec("adjust", {"out_channels": [self.hidden] * self.stages, "center_size": 8})
         return NetworkSpec(backbone, PartSpec("cascade_rpn", {**head_options, "ftb_kernel": 1}), neck=neck,
                            head_kind="cascade_rpn", head_name="cascade")

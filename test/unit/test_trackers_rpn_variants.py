@@ -149,3 +149,6 @@ def test_c_rpn_on_pretrained_mobilenetv2_levels() -> None:
     assert torch.isfinite(loss) and {"cls1", "cls2", "loc1", "loc2"} <= set(parts)
     with pytest.raises(ValueError, match="stages"):
         make_config("c_rpn", backbone="mobilenetv2", stages=3)
+    other = build_tracker("c_rpn", weights="random", device="cpu", deep_first=False, **options).model
+    with torch.no_grad():
+        assert [level.shape[1] for level in other.backbone(x)] == [96, 160]  # shallow first
