@@ -39,9 +39,9 @@ class CRPNConfig(SiamRPNConfig):
 
     ``backbone: alexnet`` taps conv5, conv4, conv3 (1-3 stages, 3 the paper's); ``mobilenetv2``
     (ImageNet MobileNetV2, pretrained) the dilated ``features[:17]`` and ``features[:14]`` maps,
-    both stride 16 (2 stages, :attr:`deep_first`), each through a 1x1 adjust to ``hidden`` channels. ``stages`` left
-    at ``None`` takes the backbone's most. ``head`` is every stage's RPN (``upchannel`` or
-    ``depthwise``).
+    both stride 16 (2 stages, order :attr:`deep_first`), each through a 1x1 adjust to ``hidden``
+    channels. ``stages`` left at ``None`` takes the backbone's most. ``head`` is every stage's RPN
+    (``upchannel`` or ``depthwise``).
     """
 
     stages: int | None = None
