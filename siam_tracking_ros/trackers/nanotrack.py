@@ -48,6 +48,9 @@ class VersionSpec(NamedTuple):
     score_size: int
 
 
+#: the search crop side at which a version's ``score_size`` holds (NanoTrack's own: 255 px)
+NOMINAL_INSTANCE_SIZE = 255
+
 VERSIONS: dict[str, VersionSpec] = {
     "v1": VersionSpec("small_stride16", "ban_v1", 16),
     "v2": VersionSpec("small_stride16", "ban_v2", 16),
@@ -222,7 +225,7 @@ class NanoTracker(SiameseTracker, ScalableSearch):
         cached = self._grids.get(instance_size)
         if cached is None:
             cfg = self.config
-            score_size = self.score_size + (instance_size - cfg.instance_size) // cfg.stride
+            score_size = self.score_size + (instance_size - NOMINAL_INSTANCE_SIZE) // cfg.stride
             origin = instance_size // 2 if cfg.opencv_compat else 0  # OpenCV: points in crop pixels
             window = cosine_window(score_size).astype(self.state_dtype)
             # cv2.createHanningWindow returns the square root of the outer product

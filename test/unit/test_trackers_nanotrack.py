@@ -134,3 +134,16 @@ def test_nanotrack_wrong_weights_give_clear_errors(nanotrack_dir: Path, tmp_path
     torch.save({"state_dict": {"features.0.weight": torch.zeros(1)}}, foreign)
     with pytest.raises(WeightsError, match="does not look like a 'nanotrack' checkpoint"):
         build_tracker("nanotrack", weights=foreign, device="cpu")
+
+
+@pytest.mark.parametrize(("version", "instance_size", "side"), [("v2", 287, 18), ("v3", 287, 17)])
+def test_a_larger_search_crop_tracks(nanotrack_dir: Path, easy_sequence: Sequence, version: str,
+                                     instance_size: int, side: int) -> None:
+    """``instance_size`` is an option like any other: the point grid follows the score map's side
+    (it was taken relative to the configured size, so anything but 255 crashed)."""
+    tracker = build_tracker("nanotrack", weights=str(official(nanotrack_dir, version)), device="cpu",
+                            version=version, instance_size=instance_size)
+    assert tracker.points.shape == (2, side * side) and tracker.window.shape == (side * side,)
+    boxes, _ = track_boxes(tracker, easy_sequence, 20)
+    ious = [iou_xywh(b, t) for b, t in zip(boxes, easy_sequence.boxes[1:20], strict=True)]
+    assert float(np.mean(ious)) > 0.6, ious
