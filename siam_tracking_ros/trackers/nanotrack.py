@@ -230,7 +230,10 @@ class NanoTracker(SiameseTracker, ScalableSearch):
             window = cosine_window(score_size).astype(self.state_dtype)
             # cv2.createHanningWindow returns the square root of the outer product
             window = (np.sqrt(window) if cfg.opencv_compat else window).ravel()
-            offsets = (np.arange(score_size) - score_size // 2) * cfg.stride + origin
+            # cell i sees crop pixel ~stride * i; the version's grid at 255 px is the official one,
+            # other sizes keep it centred (half the growth on each side), odd growths included
+            offsets = ((np.arange(score_size) - self.score_size // 2) * cfg.stride
+                       - (instance_size - NOMINAL_INSTANCE_SIZE) / 2 + origin)
             grid_x, grid_y = np.meshgrid(offsets, offsets)
             points = np.stack([grid_x.ravel(), grid_y.ravel()]).astype(self.state_dtype)
             cached = self._grids[instance_size] = (points, window, origin)

@@ -136,7 +136,8 @@ def test_nanotrack_wrong_weights_give_clear_errors(nanotrack_dir: Path, tmp_path
         build_tracker("nanotrack", weights=foreign, device="cpu")
 
 
-@pytest.mark.parametrize(("version", "instance_size", "side"), [("v2", 287, 18), ("v3", 287, 17)])
+@pytest.mark.parametrize(("version", "instance_size", "side"),
+                         [("v2", 287, 18), ("v2", 271, 17), ("v3", 287, 17)])
 def test_a_larger_search_crop_tracks(nanotrack_dir: Path, easy_sequence: Sequence, version: str,
                                      instance_size: int, side: int) -> None:
     """``instance_size`` is an option like any other: the point grid follows the score map's side
@@ -147,3 +148,7 @@ def test_a_larger_search_crop_tracks(nanotrack_dir: Path, easy_sequence: Sequenc
     boxes, _ = track_boxes(tracker, easy_sequence, 20)
     ious = [iou_xywh(b, t) for b, t in zip(boxes, easy_sequence.boxes[1:20], strict=True)]
     assert float(np.mean(ious)) > 0.6, ious
+    nominal = build_tracker("nanotrack", weights=str(official(nanotrack_dir, version)), device="cpu",
+                            version=version)
+    # the grid keeps its centre where the official one has it at 255 px (odd growths included)
+    np.testing.assert_allclose(tracker.points.mean(axis=1), nominal.points.mean(axis=1))
