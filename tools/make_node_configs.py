@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from siam_tracking_ros.ros.params import NODE_PARAMS  # noqa: E402
-from siam_tracking_ros.trackers.registry import PACKAGED_WEIGHTS_DIR, get_spec, list_trackers  # noqa: E402
+from siam_tracking_ros.trackers.registry import get_spec, list_trackers  # noqa: E402
 from siam_tracking_ros.weights.io import read_metadata  # noqa: E402
 
 #: node-level values that differ from the node's own defaults in every config file
@@ -39,7 +39,7 @@ def _yaml_value(value: object) -> str:
 
 def packaged_config(name: str) -> dict[str, object]:
     """The config stored in the variant's packaged weights file ({} when none ships)."""
-    path = PACKAGED_WEIGHTS_DIR / f"{name}.safetensors"
+    path = get_spec(name).default_weights
     return json.loads(read_metadata(path)["config"]) if path.exists() else {}
 
 

@@ -94,10 +94,8 @@ class NanoTrackStudent(nn.Module):
     def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
         """``features[:trainable_from]`` of BGR 0..255 crops, BN in eval mode (ImageNet's
         statistics must never be updated by the probe or cache batches)."""
-        backbone = self.net.backbone
-        backbone.eval()
-        rgb = crops.flip(1) * backbone.scale + backbone.shift
-        return backbone.features[:self.trainable_from](rgb)
+        self.net.backbone.eval()
+        return self.net.backbone.first_layers(crops, self.trainable_from)
 
     def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> dict[str, torch.Tensor]:
         head = self.net.ban_head
@@ -151,10 +149,8 @@ class SiameseStudent(nn.Module):
     def frozen_features(self, crops: torch.Tensor) -> torch.Tensor:
         """What the cache stores of BGR 0..255 crops: the backbone's ``features[:trainable_from]``
         map, BN in eval mode."""
-        backbone = self.net.backbone
-        backbone.eval()
-        rgb = crops.flip(1) * backbone.scale + backbone.shift
-        return backbone.features[:self.trainable_from](rgb)
+        self.net.backbone.eval()
+        return self.net.backbone.first_layers(crops, self.trainable_from)
 
     def maps(self, cached: torch.Tensor) -> Any:
         """What the network's ``*_from_maps`` take, from cached maps: the trainable stages up to

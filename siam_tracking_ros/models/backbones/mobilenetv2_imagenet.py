@@ -94,9 +94,16 @@ class ImageNetMobileNetV2(nn.Module):
         self.scale.copy_((1.0 / std).view(1, 3, 1, 1))
         self.shift.copy_((-mean / std).view(1, 3, 1, 1))
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """BGR 0..255 crops -> ImageNet-normalised RGB."""
+        return x.flip(1) * self.scale + self.shift
+
+    def first_layers(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """``features[:count]`` of BGR 0..255 crops (what a frozen-feature cache stores)."""
+        return self.features[:count](self.normalise(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rgb = x.flip(1)
-        return self.features(rgb * self.scale + self.shift)
+        return self.features(self.normalise(x))
 
 
 class ImageNetMobileNetV2Levels(ImageNetMobileNetV2):
@@ -124,7 +131,7 @@ class ImageNetMobileNetV2Levels(ImageNetMobileNetV2):
 
     def cached_maps(self, x: torch.Tensor) -> torch.Tensor:
         """``features[:14]`` of BGR 0..255 crops."""
-        return self.features[:14](x.flip(1) * self.scale + self.shift)
+        return self.first_layers(x, 14)
 
     def levels_from(self, maps: torch.Tensor) -> list[torch.Tensor]:
         """Both levels from the ``features[:14]`` map."""
