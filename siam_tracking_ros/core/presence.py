@@ -3,7 +3,8 @@
 One state machine for every variant. The score is read as "the target is there" when it is at or
 above :attr:`LostPolicy.score_threshold` (the score is meant to be a calibrated presence
 probability). ``lost_frames`` consecutive frames below it turn TRACKING into LOST; while LOST,
-``found_frames`` consecutive frames at or above it turn it back into TRACKING. The tracker node
+``found_frames`` consecutive frames at or above it and :attr:`LostPolicy.found_threshold` turn it
+back into TRACKING. The tracker node
 (:mod:`siam_tracking_ros.ros.tracking_core`) and the presence evaluation both drive it.
 """
 
@@ -36,6 +37,10 @@ class LostPolicy:
     found_frames: int = 2
     #: search-region scale asked of trackers (``set_search_scale``) while LOST
     lost_search_scale: float = 2.0
+    #: while LOST, a frame counts as "target seen" only at or above this and ``score_threshold``
+    #: (hysteresis: a wide search of a scene without the target keeps finding look-alikes that
+    #: score just above the LOST threshold)
+    found_threshold: float = 0.7
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -50,7 +55,15 @@ class LostPolicy:
             return f"lost_frames and found_frames must be >= 1, got {self.lost_frames}, {self.found_frames}"
         if not (math.isfinite(self.lost_search_scale) and self.lost_search_scale >= 1.0):
             return f"lost_search_scale must be finite and >= 1, got {self.lost_search_scale}"
+        if not math.isfinite(self.found_threshold):
+            return f"found_threshold must be finite, got {self.found_threshold}"
         return None
+
+    def seen_threshold(self, lost: bool) -> float:
+        """The score a frame needs to count as "target seen" (also ``found_threshold`` while LOST)."""
+        if lost:
+            return float(max(self.score_threshold, self.found_threshold))
+        return float(self.score_threshold)
 
 
 class PresenceStateMachine:
@@ -95,7 +108,8 @@ class PresenceStateMachine:
         if self.state == TargetState.IDLE:
             return self.state
         self.frame_count += 1
-        self.seen = math.isfinite(score) and score >= self.policy.score_threshold
+        threshold = self.policy.seen_threshold(self.state == TargetState.LOST)
+        self.seen = math.isfinite(score) and score >= threshold
         self.frames_since_seen = 0 if self.seen else self.frames_since_seen + 1
         if self.state == TargetState.TRACKING:
             if self.frames_since_seen >= max(1, int(self.policy.lost_frames)):

@@ -58,7 +58,8 @@ CONVENTIONS = {
     "longterm": "VOT-LT precision/recall/F over score thresholds 0:0.01:1 on the OPE run; "
                 "reported at the threshold with the best F",
     "presence": "segments per sequence: as is (real nan frames), spliced with the next sequence "
-                "(init on A, then frames of B), A-B-A (target returns), A then black frames; one "
+                "(init on A, then frames of B), A-B-A (target returns; with --backgrounds: A-B-A for "
+                "every background B instead), A then black frames; one "
                 "IDLE/TRACKING/LOST state machine with wider search while LOST; roc_auc: score of "
                 "visible vs absent frames; absent_lost: absent frames in LOST after the first "
                 "lost_frames; present_tracking: visible frames in TRACKING; reacquire: frames from "
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="presence: high frames before TRACKING")
     parser.add_argument("--lost-search-scale", type=float, default=policy.lost_search_scale,
                         help="presence: search-region scale while LOST")
+    parser.add_argument("--found-threshold", type=float, default=policy.found_threshold,
+                        help="presence: score a frame needs while LOST (and --score-threshold) to count "
+                             "as seen")
+    parser.add_argument("--backgrounds", nargs="+", metavar="S",
+                        help="presence: sequence folders of --dataset used only as target-absent frames "
+                             "(each sequence returns after every one of them, instead of after the next)")
     parser.add_argument("--eao-interval", nargs=2, type=int, default=list(VOT_EAO_INTERVAL),
                         metavar=("LO", "HI"), help="sequence lengths averaged by EAO (default VOT2018)")
     parser.add_argument("--skip", type=int, default=5, help="vot: frames skipped after a failure")
@@ -201,10 +208,12 @@ def _evaluate_presence(args: argparse.Namespace, name: str, tracker: Any, sequen
     """The presence protocol (:func:`siam_tracking_ros.eval.presence.evaluate_presence`)."""
     from siam_tracking_ros.eval.presence import evaluate_presence, reliability_bins
 
-    policy = LostPolicy(args.score_threshold, args.lost_frames, args.found_frames, args.lost_search_scale)
+    policy = LostPolicy(args.score_threshold, args.lost_frames, args.found_frames, args.lost_search_scale,
+                        args.found_threshold)
+    backgrounds = find_sequences(args.dataset, args.backgrounds) if args.backgrounds else None
     with tqdm(desc=f"{name} presence", leave=False, disable=args.no_progress, unit="fr") as bar:
         summary, pooled = evaluate_presence(tracker, sequences, policy, args.splice_frames,
-                                            args.max_frames, bar.update)
+                                            args.max_frames, bar.update, backgrounds)
     mean_score, observed, counts = reliability_bins(np.clip(pooled["scores"], 0.0, 1.0), pooled["present"])
     return summary, {"mean_score": mean_score.tolist(), "observed": observed.tolist(),
                      "count": counts.tolist()}

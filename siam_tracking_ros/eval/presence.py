@@ -222,12 +222,20 @@ def return_segment(first: Any, second: Any, frames_each: int) -> Segment:
                    before + away + after, absent_from=len(before))
 
 
-def presence_segments(sequences: list[Any], frames_each: int, max_frames: int | None) -> list[Segment]:
+def presence_segments(sequences: list[Any], frames_each: int, max_frames: int | None,
+                      backgrounds: list[Any] | None = None) -> list[Segment]:
     """Every sequence as it is (its real absent frames), spliced with the next one, returning
-    after the next one, and followed by black frames."""
+    after the next one, and followed by black frames.
+
+    With ``backgrounds`` (sequences whose frames serve only as "target absent"; e.g. the train
+    split behind validation targets, a harder protocol than the targets' own few scenes), each
+    sequence instead returns after every background (A-B-A: the splice and the return in one).
+    """
     segments = [own_segment(s, max_frames) for s in sequences]
     for index, first in enumerate(sequences):
-        if len(sequences) > 1:
+        if backgrounds:
+            segments.extend(return_segment(first, second, frames_each) for second in backgrounds)
+        elif len(sequences) > 1:
             second = sequences[(index + 1) % len(sequences)]
             segments.append(spliced_segment(first, second, frames_each))
             segments.append(return_segment(first, second, frames_each))
@@ -328,14 +336,16 @@ def presence_summary(runs: list[SegmentRun], policy: Any) -> dict[str, Any]:
 
 
 def evaluate_presence(tracker: Any, sequences: list[Any], policy: Any, frames_each: int = 60,
-                      max_frames: int | None = None, progress: Any = None
+                      max_frames: int | None = None, progress: Any = None,
+                      backgrounds: list[Any] | None = None
                       ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run the protocol; returns the summary and the pooled per-frame arrays (for plots and
-    long-term P/R/F): ``boxes``, ``scores``, ``gt`` (nan where absent), ``present``."""
+    """Run the protocol (:func:`presence_segments`); returns the summary and the pooled per-frame
+    arrays (for plots and long-term P/R/F): ``boxes``, ``scores``, ``gt`` (nan where absent),
+    ``present``."""
     from siam_tracking_ros.eval.metrics import longterm_curves, longterm_summary
 
     runs = []
-    for segment in presence_segments(sequences, frames_each, max_frames):
+    for segment in presence_segments(sequences, frames_each, max_frames, backgrounds):
         runs.append(run_with_states(tracker, segment, policy))
         if progress is not None:
             progress(len(segment.frames))

@@ -12,8 +12,9 @@ report results on: a grid picked on the test sequences overstates what it does e
 ``--mode presence`` runs the presence protocol instead (``siam-eval --mode presence``) and ranks
 by the mean of the fraction of absent frames in LOST and of visible frames in TRACKING; grid keys
 that are :class:`~siam_tracking_ros.core.presence.LostPolicy` fields (``score_threshold``,
-``lost_frames``, ``found_frames``, ``lost_search_scale``) set the state machine, the others the
-tracker::
+``lost_frames``, ``found_frames``, ``found_threshold``, ``lost_search_scale``) set the state
+machine, the others the tracker. ``--backgrounds`` names sequences used only as target-absent
+frames (every tuned sequence returns after each of them)::
 
     siam-tune --mode presence --tracker nanotrack --dataset ../shared/data/sequences \
         --sequences otb_Human3_first199 uav10_building4 --grid score_threshold=0.4,0.5 lost_frames=5,10 \
@@ -79,7 +80,8 @@ PRESENCE_COLUMNS = ("roc_auc", "absent_lost", "present_tracking", "reacquired", 
 def evaluate_presence_combination(variant: str, weights: str | None, overrides: dict[str, Any],
                                   sequences: list[Sequence], device: str = "cpu",
                                   max_frames: int | None = None, backend: str = "torch",
-                                  threads: int = 1, splice_frames: int = 60) -> dict[str, float]:
+                                  threads: int = 1, splice_frames: int = 60,
+                                  backgrounds: list[Sequence] | None = None) -> dict[str, float]:
     """The presence protocol with ``overrides`` split between the state machine and the tracker;
     ``"mean"`` is the mean of ``absent_lost`` (0 where no absent frame is counted) and
     ``present_tracking``."""
@@ -95,7 +97,8 @@ def evaluate_presence_combination(variant: str, weights: str | None, overrides: 
                             **{k: v for k, v in overrides.items() if k not in policy_keys})
     if backend != "torch":
         tracker.use_backend(backend, threads)
-    summary, _ = evaluate_presence(tracker, sequences, policy, splice_frames, max_frames)
+    summary, _ = evaluate_presence(tracker, sequences, policy, splice_frames, max_frames,
+                                   backgrounds=backgrounds)
     scores = {k: float(summary[k]) for k in PRESENCE_COLUMNS}
     # a policy so slow that no absent frame is counted (nan) earns nothing for them
     absent_lost = scores["absent_lost"] if np.isfinite(scores["absent_lost"]) else 0.0
@@ -106,11 +109,12 @@ def evaluate_presence_combination(variant: str, weights: str | None, overrides: 
 def tune(variant: str, weights: str | None, sequences: list[Sequence], grid: dict[str, list[Any]],
          device: str = "cpu", max_frames: int | None = None, progress: bool = True,
          backend: str = "torch", threads: int = 1, mode: str = "ope",
-         splice_frames: int = 60) -> list[dict[str, Any]]:
+         splice_frames: int = 60, backgrounds: list[Sequence] | None = None) -> list[dict[str, Any]]:
     """Rows ``{**combination, **scores}`` sorted best first by their ``auc_mean`` (OPE) or
-    ``presence_mean`` (presence)."""
-    evaluate = (partial(evaluate_presence_combination, splice_frames=splice_frames) if mode == "presence"
-                else evaluate_combination)
+    ``presence_mean`` (presence; ``backgrounds``: see
+    :func:`~siam_tracking_ros.eval.presence.presence_segments`)."""
+    evaluate = (partial(evaluate_presence_combination, splice_frames=splice_frames, backgrounds=backgrounds)
+                if mode == "presence" else evaluate_combination)
     prefix = "presence" if mode == "presence" else "auc"
     combos = combinations(grid)
     bar = None
@@ -159,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rank by OPE success AUC or by the presence protocol's LOST/TRACKING fractions")
     parser.add_argument("--splice-frames", type=int, default=60,
                         help="presence: frames of each sequence in a spliced segment")
+    parser.add_argument("--backgrounds", nargs="+", metavar="S",
+                        help="presence: sequence folders of the dataset used only as target-absent "
+                             "frames (each sequence returns after every one of them)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -175,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         sequences = find_sequences(args.dataset, args.sequences)
         if not sequences:
             raise ValueError(f"no sequences found under {args.dataset}")
+        backgrounds = find_sequences(args.dataset, args.backgrounds) if args.backgrounds else None
         rows = tune(args.tracker, args.weights, sequences, grid, args.device, args.max_frames,
-                    not args.no_progress, args.backend, args.threads, args.mode, args.splice_frames)
+                    not args.no_progress, args.backend, args.threads, args.mode, args.splice_frames,
+                    backgrounds)
     except (ValueError, KeyError, OSError, TypeError) as exc:
         print(f"siam-tune: error: {exc}", file=sys.stderr)
         return 2

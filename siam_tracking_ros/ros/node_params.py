@@ -112,7 +112,8 @@ class ParameterHandler:
 
     def _policy_from_params(self) -> LostPolicy:
         return LostPolicy(self._param("score_threshold"), self._param("lost_frames"),
-                          self._param("found_frames"), self._param("lost_search_scale"))
+                          self._param("found_frames"), self._param("lost_search_scale"),
+                          self._param("found_threshold"))
 
     def model_request(self, values: dict[str, Any] | None = None) -> ModelRequest:
         """The model the parameters ask for (``values`` overrides current parameter values).
@@ -252,6 +253,7 @@ class ParameterHandler:
         policy.lost_frames = int(changes.get("lost_frames", policy.lost_frames))
         policy.found_frames = int(changes.get("found_frames", policy.found_frames))
         policy.lost_search_scale = float(changes.get("lost_search_scale", policy.lost_search_scale))
+        policy.found_threshold = float(changes.get("found_threshold", policy.found_threshold))
         self.engine.policy_changed()
         if "threads" in changes:
             self.engine.threads.requested = int(changes["threads"])

@@ -71,8 +71,11 @@ NODE_PARAMS: tuple[ParamDef, ...] = (
              "is meant as the probability that the box holds the target).", low=0.0, high=1.0),
     ParamDef("lost_frames", 5, "Consecutive frames below score_threshold before the state is LOST.",
              low=1, high=100000),
-    ParamDef("found_frames", 2, "Consecutive frames at or above score_threshold while LOST before the "
-             "state is TRACKING again.", low=1, high=100000),
+    ParamDef("found_frames", 2, "Consecutive frames at or above score_threshold and found_threshold "
+             "while LOST before the state is TRACKING again.", low=1, high=100000),
+    ParamDef("found_threshold", 0.7, "While LOST a frame counts as 'target seen' "
+             "only at or above this and score_threshold (hysteresis against look-alikes found by the "
+             "wider search).", low=0.0, high=1.0),
     ParamDef("lost_search_scale", 2.0, "Search-region scale asked of trackers that offer "
              "set_search_scale() while the target is LOST (1 = normal).", low=1.0, high=10.0),
     ParamDef("threads", 0, "Inference threads (torch and OpenCV, ORT intra-op with backend "

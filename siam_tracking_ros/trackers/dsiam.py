@@ -26,6 +26,7 @@ from siam_tracking_ros.models.assembly import build_part, mobilenetv2_parts
 from siam_tracking_ros.models.backbones.alexnet import make_alexnet, stage_outputs
 from siam_tracking_ros.models.heads.cf_layer import center_crop
 from siam_tracking_ros.models.heads.dsiam_transforms import (
+    TRANSFORM_PRIORS,
     ElementwiseFusion,
     apply_transform,
     gaussian_map,
@@ -52,6 +53,15 @@ class DSiamConfig(SiamFCConfig):
     #: learn V (appearance variation) / W (background suppression) online
     online_v: bool = True
     online_w: bool = True
+    #: what the regularisers pull V and W towards: ``zero`` (the paper's ``λ ||V||²``) or
+    #: ``identity`` (``λ ||V - δ||²``: a large λ keeps SiamFC's plain features)
+    transform_prior: str = "zero"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.transform_prior not in TRANSFORM_PRIORS:
+            raise ValueError(f"dsiam: transform_prior must be one of {TRANSFORM_PRIORS}, "
+                             f"got {self.transform_prior!r}")
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -151,11 +161,13 @@ class DSiamTracker(SiamFCTracker):
         for index, (first, feats) in enumerate(zip(self._first, search, strict=True)):
             if cfg.online_v:
                 target = center_crop(feats, first.shape[-1])
-                v_hat = solve_transform(first, target, relative_lambda(first, cfg.lambda_v))
+                v_hat = solve_transform(first, target, relative_lambda(first, cfg.lambda_v),
+                                        cfg.transform_prior)
                 kernels[index] = apply_transform(v_hat, first)
             if cfg.online_w:
                 weighted = feats * self.suppression_map(feats.shape[-1], feats.device, feats.dtype)
-                transforms[index] = solve_transform(feats, weighted, relative_lambda(feats, cfg.lambda_w))
+                transforms[index] = solve_transform(feats, weighted, relative_lambda(feats, cfg.lambda_w),
+                                                    cfg.transform_prior)
 
     def suppression_map(self, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Gaussian weight map over the search features, centred on the target, σ ∝ its extent."""

@@ -233,7 +233,7 @@ def test_parameter_validation(setup) -> None:
     import torch
 
     node, probe, _, _ = setup
-    cases = {"score_threshold": 1.5, "lost_frames": 0, "tracker": "no_such_tracker",
+    cases = {"score_threshold": 1.5, "found_threshold": -0.1, "lost_frames": 0, "tracker": "no_such_tracker",
              "weights": "/no/such/file.pth", "device": "tpu", "image_transport": "compressed"}
     for name, value in cases.items():
         [result] = set_params(probe, **{name: value})
@@ -246,6 +246,11 @@ def test_parameter_validation(setup) -> None:
     [ok] = set_params(probe, score_threshold=0.25)
     assert ok.successful and node.runtime.engine.policy.score_threshold == pytest.approx(0.25)
     [ok] = set_params(probe, score_threshold=0.3)
+    assert ok.successful
+    default = node.runtime.engine.policy.found_threshold
+    [ok] = set_params(probe, found_threshold=0.85)
+    assert ok.successful and node.runtime.engine.policy.found_threshold == pytest.approx(0.85)
+    [ok] = set_params(probe, found_threshold=default)
     assert ok.successful
 
 

@@ -58,6 +58,14 @@ def test_tracker_params_follow_the_config_dataclass() -> None:
         ("min_size", 12.0),)
 
 
+def test_presence_parameters_default_to_the_policy_defaults() -> None:
+    from dataclasses import fields
+
+    policy = LostPolicy()
+    for field in fields(LostPolicy):
+        assert P.NODE_PARAM_NAMES[field.name].default == getattr(policy, field.name), field.name
+
+
 def test_node_param_validation_reasons() -> None:
     assert "must be in" in P.validate_node_param("score_threshold", 2.0)
     assert "unknown tracker" in P.validate_node_param("tracker", "nope")
@@ -84,6 +92,7 @@ def test_lost_state_switches_global_search_and_back(frames) -> None:
     assert states == [TargetState.TRACKING, TargetState.LOST, TargetState.LOST]
     assert engine.tracker.long_term is True
     engine.policy.score_threshold = -1.0  # every score counts as seen
+    engine.policy.found_threshold = -1.0
     outcome = engine.step(images[4])
     assert outcome.state == TargetState.TRACKING and outcome.frames_since_seen == 0
     assert engine.tracker.long_term is False  # back to the configured mode
@@ -232,7 +241,8 @@ def test_thread_budget_is_applied_in_the_tracking_thread(frames, nanotrack_weigh
 
 def test_search_scale_widens_while_lost_and_follows_the_parameter(frames, nanotrack_weights) -> None:
     images, boxes = frames
-    engine = tracking_engine(str(nanotrack_weights), score_threshold=1.01, lost_frames=1, found_frames=1)
+    engine = tracking_engine(str(nanotrack_weights), score_threshold=1.01, lost_frames=1, found_frames=1,
+                             lost_search_scale=2.0)
     assert engine.init(images[0], boxes[0])[0]
     assert engine.tracker.search_scale == 1.0
     assert engine.step(images[1]).state == TargetState.LOST
@@ -241,6 +251,7 @@ def test_search_scale_widens_while_lost_and_follows_the_parameter(frames, nanotr
     engine.policy_changed()
     assert engine.tracker.search_scale == 3.0
     engine.policy.score_threshold = 0.0
+    engine.policy.found_threshold = 0.0
     assert engine.step(images[2]).state == TargetState.TRACKING
     assert engine.tracker.search_scale == 1.0
 
@@ -283,7 +294,8 @@ def test_capabilities_are_checked_by_type_not_by_method_name(frames) -> None:
     images, boxes = frames
     for cls, expected in [(_ScriptedTracker, []),
                           (Declared, [("global", True), ("scale", 2.0), ("global", False), ("scale", 1.0)])]:
-        engine = TrackingEngine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=1),
+        engine = TrackingEngine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=1,
+                                           lost_search_scale=2.0),
                                 builder=lambda request, cls=cls: cls(0.1))
         assert engine.load_now(ModelRequest("scripted"))[0]
         assert engine.init(images[0], boxes[0])[0]
@@ -306,6 +318,7 @@ def test_global_search_returns_to_the_configured_mode(frames) -> None:
     assert engine.init(images[0], boxes[0])[0]
     assert engine.step(images[1]).state == TargetState.LOST and engine.tracker.long_term
     engine.policy.score_threshold = -1.0
+    engine.policy.found_threshold = -1.0
     assert engine.step(images[2]).state == TargetState.TRACKING
     assert engine.tracker.long_term is True
 
@@ -339,7 +352,8 @@ class _HeldTracker(_ScriptedTracker, ScalableSearch):
 def test_init_reset_and_scale_changes_never_wait_for_a_running_track(frames) -> None:
     images, boxes = frames
     box1 = tuple(float(v) for v in boxes[1])
-    engine = TrackingEngine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=1),
+    engine = TrackingEngine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=1,
+                                       lost_search_scale=2.0),
                             builder=lambda request: _HeldTracker())
     assert engine.load_now(ModelRequest("held"))[0]
     tracker = engine.tracker
@@ -402,7 +416,8 @@ def test_a_new_model_is_warmed_up_before_it_is_swapped_in(frames, nanotrack_weig
 
     monkeypatch.setattr(ort, "export_pass", counted)
     images, boxes = frames
-    engine = TrackingEngine(LostPolicy(score_threshold=0.3, lost_frames=1, found_frames=1))
+    engine = TrackingEngine(LostPolicy(score_threshold=0.3, lost_frames=1, found_frames=1,
+                                       lost_search_scale=2.0))
     done: list = []
     engine.request_model(ModelRequest("nanotrack", str(nanotrack_weights), "cpu",
                                       overrides=(("version", "v2"),), threads=1),
@@ -419,6 +434,7 @@ def test_a_new_model_is_warmed_up_before_it_is_swapped_in(frames, nanotrack_weig
     states += [engine.step(images[i]).state for i in (3, 4)]
     assert tracker.search_scale == 2.0
     engine.policy.score_threshold = 0.0
+    engine.policy.found_threshold = 0.0
     states += [engine.step(images[5]).state]
     assert states == [TargetState.TRACKING] * 2 + [TargetState.LOST] * 2 + [TargetState.TRACKING]
     assert exports == ["model-reload"] * 3

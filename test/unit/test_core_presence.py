@@ -17,8 +17,8 @@ def run(machine: PresenceStateMachine, scores: list[float]) -> list[TargetState]
 
 def test_defaults_and_idle_until_started() -> None:
     policy = LostPolicy()
-    assert (policy.score_threshold, policy.lost_frames, policy.found_frames, policy.lost_search_scale) == (
-        0.5, 5, 2, 2.0)
+    assert (policy.score_threshold, policy.lost_frames, policy.found_frames, policy.lost_search_scale,
+            policy.found_threshold) == (0.5, 5, 2, 2.0, 0.7)
     machine = PresenceStateMachine()
     assert machine.state == IDLE and run(machine, [0.9, 0.1]) == [IDLE, IDLE]
     assert machine.frame_count == 0 and machine.frames_since_seen == 0
@@ -34,13 +34,33 @@ def test_lost_after_lost_frames_consecutive_low_scores() -> None:
 
 
 def test_found_again_after_found_frames_consecutive_high_scores() -> None:
-    machine = PresenceStateMachine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=3))
+    machine = PresenceStateMachine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=3,
+                                              found_threshold=0.5))
     machine.start()
     assert machine.update(0.0) == L
     assert run(machine, [0.8, 0.8, 0.1, 0.8, 0.8]) == [L] * 5  # a low score restarts the count
     assert machine.seen and machine.frames_since_seen == 0
     assert machine.update(0.5) == T and machine.just_found  # the threshold itself counts as seen
     assert machine.update(0.9) == T and not machine.just_found
+
+
+def test_found_threshold_holds_lost_until_the_score_clears_it() -> None:
+    machine = PresenceStateMachine(LostPolicy(score_threshold=0.5, lost_frames=1, found_frames=2,
+                                              found_threshold=0.8))
+    machine.start()
+    assert machine.update(0.6) == T  # TRACKING needs only score_threshold
+    assert machine.update(0.4) == L
+    assert run(machine, [0.7, 0.7, 0.7]) == [L] * 3  # look-alikes between the two thresholds
+    assert not machine.seen and machine.frames_since_seen == 4
+    assert run(machine, [0.8, 0.9]) == [L, T]
+    assert machine.update(0.6) == T  # back to the LOST threshold once found
+
+
+def test_found_threshold_below_score_threshold_changes_nothing() -> None:
+    policy = LostPolicy(score_threshold=0.5, found_threshold=0.2)
+    assert policy.seen_threshold(lost=True) == policy.seen_threshold(lost=False) == 0.5
+    with pytest.raises(ValueError, match="found_threshold"):
+        LostPolicy(found_threshold=math.nan)
 
 
 def test_non_finite_scores_count_as_not_seen() -> None:

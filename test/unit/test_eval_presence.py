@@ -99,6 +99,19 @@ def test_segments_mark_where_the_target_is_absent(two_sequences: list) -> None:
     assert all(not np.any(f) for f, _ in blank.frames[blank.absent_from:])
 
 
+def test_backgrounds_replace_the_next_sequence(sequences_dir: Path, two_sequences: list) -> None:
+    first, second = two_sequences
+    backgrounds = find_sequences(sequences_dir, ["otb_Couple", "tinytlp_Bike", "otb_Car1"])
+    plain = presence.presence_segments(two_sequences, 10, 30)
+    a, b = first.name, second.name
+    assert [s.name for s in plain] == [a, b, f"{a}+{b}", f"{a}+{b}+{a}", f"{a}+blank0",
+                                       f"{b}+{a}", f"{b}+{a}+{b}", f"{b}+blank0"]
+    hard = presence.presence_segments(two_sequences, 10, 30, backgrounds)
+    returns = [s.name for s in hard if s.name.count("+") == 2]
+    assert returns == [f"{a.name}+{b.name}+{a.name}" for a in two_sequences for b in backgrounds]
+    assert len(hard) == 2 + 2 * 3 + 2  # own, one return per background, blank
+
+
 class _ReplayTracker:
     """Returns the ground truth while the target is visible (score 0.9), a wrong box otherwise
     (score 0.1): what a perfect presence-aware tracker would report."""
@@ -130,7 +143,7 @@ class _ReplayTracker:
 def test_state_machine_run_goes_lost_and_back(two_sequences: list) -> None:
     segment = presence.return_segment(*two_sequences, 12)
     tracker = _ReplayTracker(segment)
-    policy = LostPolicy(0.5, lost_frames=3, found_frames=2)
+    policy = LostPolicy(0.5, lost_frames=3, found_frames=2, lost_search_scale=2.0)
     run = presence.run_with_states(tracker, segment, policy)
     assert run.states[11] == TargetState.TRACKING
     assert run.states[12 + 2] == TargetState.LOST and run.states[23] == TargetState.LOST

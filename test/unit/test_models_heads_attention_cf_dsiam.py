@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from siam_tracking_ros.models.heads.attention import (
@@ -98,6 +99,26 @@ def test_dsiam_transform_matches_least_squares() -> None:
         torch.testing.assert_close(spatial[0, c].reshape(-1), direct, rtol=1e-9, atol=1e-10)
         mapped = apply_transform(t_hat, source)[0, c].reshape(-1)
         torch.testing.assert_close(mapped, b @ direct, rtol=1e-9, atol=1e-10)
+
+
+def test_dsiam_identity_prior_matches_least_squares_towards_delta() -> None:
+    """argmin ||T ⊛ s - t||² + λ ||T - δ||² solved directly, against the Fourier solution."""
+    source = torch.randn(1, 2, 4, 5, generator=_gen(16), dtype=torch.float64)
+    target = torch.randn(1, 2, 4, 5, generator=_gen(17), dtype=torch.float64)
+    lam = 0.7
+    spatial = torch.fft.irfft2(solve_transform(source, target, lam, prior="identity"), s=(4, 5))
+    delta = torch.zeros(20, dtype=torch.float64)
+    delta[0] = 1.0
+    for c in range(2):
+        b = _convolution_matrix(source[0, c])
+        direct = torch.linalg.solve(b.T @ b + lam * torch.eye(20, dtype=torch.float64),
+                                    b.T @ target[0, c].reshape(-1) + lam * delta)
+        torch.testing.assert_close(spatial[0, c].reshape(-1), direct, rtol=1e-9, atol=1e-10)
+    # a huge λ leaves the features unchanged (the zero prior would erase them)
+    huge = solve_transform(source, target, 1e9, prior="identity")
+    torch.testing.assert_close(apply_transform(huge, source), source, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="prior"):
+        solve_transform(source, target, lam, prior="one")
 
 
 def test_dsiam_transform_identity_and_none() -> None:

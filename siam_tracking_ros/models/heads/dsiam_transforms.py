@@ -6,9 +6,12 @@ A transform ``T`` maps features ``s`` to ``t`` by per-channel circular convoluti
     T = argmin_T ||T ⊛ s - t||² + λ ||T||²   =>   T̂ = conj(ŝ) ⊙ t̂ / (conj(ŝ) ⊙ ŝ + λ)
 
 solved per channel in the Fourier domain (unnormalised DFT; Parseval makes the per-frequency
-problem the same as the spatial one). The target appearance variation ``V`` maps the first
-frame's template features to those of frame t-1; the background suppression ``W`` maps frame t-1's
-search features to their Gaussian-weighted version. Transforms are kept in the Fourier domain.
+problem the same as the spatial one). With ``prior="identity"`` the regulariser pulls ``T`` towards
+the identity ``δ`` instead of zero, ``λ ||T - δ||²``, so ``T̂ = (conj(ŝ) ⊙ t̂ + λ) / (conj(ŝ) ⊙ ŝ + λ)``:
+a large ``λ`` leaves the features as they are rather than erasing their weak frequencies.
+The target appearance variation ``V`` maps the first frame's template features to those of frame
+t-1; the background suppression ``W`` maps frame t-1's search features to their Gaussian-weighted
+version. Transforms are kept in the Fourier domain.
 """
 
 from __future__ import annotations
@@ -16,15 +19,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: what :func:`solve_transform`'s regulariser pulls the transform towards
+TRANSFORM_PRIORS = ("zero", "identity")
 
-def solve_transform(source: torch.Tensor, target: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-    """Fourier-domain transform ``T̂ (B, C, H, W//2+1)`` with ``T ⊛ source ≈ target``, per channel."""
+
+def solve_transform(source: torch.Tensor, target: torch.Tensor, lam: float | torch.Tensor,
+                    prior: str = "zero") -> torch.Tensor:
+    """Fourier-domain transform ``T̂ (B, C, H, W//2+1)`` with ``T ⊛ source ≈ target``, per channel,
+    regularised towards ``prior`` (``zero``: the paper's ``λ ||T||²``; ``identity``: ``λ ||T - δ||²``)."""
+    if prior not in TRANSFORM_PRIORS:
+        raise ValueError(f"prior must be one of {TRANSFORM_PRIORS}, got {prior!r}")
     if source.dtype not in (torch.float32, torch.float64):
         source, target = source.float(), target.float()
     s_hat = torch.fft.rfft2(source)
     t_hat = torch.fft.rfft2(target)
     power = s_hat.real ** 2 + s_hat.imag ** 2
-    return s_hat.conj() * t_hat / (power + lam)
+    numerator = s_hat.conj() * t_hat
+    return (numerator + lam if prior == "identity" else numerator) / (power + lam)
 
 
 def relative_lambda(source: torch.Tensor, lam: float) -> torch.Tensor:
