@@ -108,7 +108,7 @@ def test_backgrounds_replace_the_next_sequence(sequences_dir: Path, two_sequence
                                        f"{b}+{a}", f"{b}+{a}+{b}", f"{b}+blank0"]
     hard = presence.presence_segments(two_sequences, 10, 30, backgrounds)
     returns = [s.name for s in hard if s.name.count("+") == 2]
-    assert returns == [f"{a.name}+{b.name}+{a.name}" for a in two_sequences for b in backgrounds]
+    assert returns == [f"{seq.name}+{bg.name}+{seq.name}" for seq in two_sequences for bg in backgrounds]
     assert len(hard) == 2 + 2 * 3 + 2  # own, one return per background, blank
 
 

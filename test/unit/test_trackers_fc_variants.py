@@ -105,6 +105,22 @@ def test_dsiam_static_without_online_transforms(crossing: Sequence) -> None:
     assert tracker._kernel["search_transforms"] == [None, None]
 
 
+def test_dsiam_identity_prior_at_the_largest_lambda_tracks_like_no_transforms(crossing: Sequence) -> None:
+    """The identity prior at the largest λ leaves SiamFC's features: the boxes of no transforms."""
+    from siam_tracking_ros.trackers import make_config
+
+    with pytest.raises(ValueError, match="transform_prior"):
+        make_config("dsiam", transform_prior="one")
+    online = _build("dsiam", transform_prior="identity", lambda_v=1000.0, lambda_w=1000.0, scale_num=1)
+    static = _build("dsiam", online_v=False, online_w=False, scale_num=1)
+    static.model.load_state_dict(online.model.state_dict())
+    boxes = []
+    for tracker in (online, static):
+        tracker.init(crossing.frame(0), crossing.boxes[0])
+        boxes.append([tracker.track(crossing.frame(i)).box for i in range(1, 4)])
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-2)
+
+
 def test_dsiam_transforms_learned_from_previous_frame(crossing: Sequence) -> None:
     tracker = _build("dsiam", lambda_v=1e-9, lambda_w=1e-9, scale_num=1)
     tracker.init(crossing.frame(0), crossing.boxes[0])
