@@ -7,6 +7,7 @@ and ``OUT/success_plot.png`` / ``OUT/precision_plot.png``, and prints a table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shlex
@@ -138,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         requests = factory.build_requests(args.tracker, args.weights, args.option)
         sequences = find_sequences(args.dataset, args.sequences)
+        backgrounds = find_sequences(args.dataset, args.backgrounds) if args.backgrounds else None
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"siam-eval: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     try:
-        results = evaluate(args, requests, sequences)
+        results = evaluate(args, requests, sequences, backgrounds)
     except Exception as exc:  # a tracker that cannot be built: say which and why
         print(f"siam-eval: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -151,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace, requests: list[factory.TrackerRequest],
-             sequences: list[Sequence]) -> dict[str, Any]:
-    """Run every tracker on every sequence; returns the ``trackers`` part of results.json."""
+             sequences: list[Sequence], backgrounds: list[Sequence] | None = None) -> dict[str, Any]:
+    """Run every tracker on every sequence; returns the ``trackers`` part of results.json
+    (``backgrounds``: the presence protocol's target-absent sequences, ``--backgrounds``)."""
     results: dict[str, Any] = {}
     for request in requests:
         tracker = factory.build(request, args.device, args.nano_backbone, args.nano_neckhead)
@@ -171,7 +174,7 @@ def evaluate(args: argparse.Namespace, requests: list[factory.TrackerRequest],
             entry["summary"]["eao"] = eao(vot_runs, tuple(args.eao_interval))
         if "presence" in args.mode:
             entry["presence"], entry["reliability"] = _evaluate_presence(args, request.name, tracker,
-                                                                         sequences)
+                                                                         sequences, backgrounds)
         results[request.name] = entry
     return results
 
@@ -203,14 +206,12 @@ def _evaluate_sequence(args: argparse.Namespace, name: str, tracker: Any, sequen
     return row, curves
 
 
-def _evaluate_presence(args: argparse.Namespace, name: str, tracker: Any, sequences: list[Sequence]
-                       ) -> tuple[dict[str, Any], dict[str, list]]:
+def _evaluate_presence(args: argparse.Namespace, name: str, tracker: Any, sequences: list[Sequence],
+                       backgrounds: list[Sequence] | None) -> tuple[dict[str, Any], dict[str, list]]:
     """The presence protocol (:func:`siam_tracking_ros.eval.presence.evaluate_presence`)."""
     from siam_tracking_ros.eval.presence import evaluate_presence, reliability_bins
 
-    policy = LostPolicy(args.score_threshold, args.lost_frames, args.found_frames, args.lost_search_scale,
-                        args.found_threshold)
-    backgrounds = find_sequences(args.dataset, args.backgrounds) if args.backgrounds else None
+    policy = LostPolicy(**{field.name: getattr(args, field.name) for field in dataclasses.fields(LostPolicy)})
     with tqdm(desc=f"{name} presence", leave=False, disable=args.no_progress, unit="fr") as bar:
         summary, pooled = evaluate_presence(tracker, sequences, policy, args.splice_frames,
                                             args.max_frames, bar.update, backgrounds)

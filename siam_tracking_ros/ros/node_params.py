@@ -11,6 +11,7 @@ checkpoint included), so parameters name what runs.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -111,9 +112,7 @@ class ParameterHandler:
                 for name in self._tracker_fields}
 
     def _policy_from_params(self) -> LostPolicy:
-        return LostPolicy(self._param("score_threshold"), self._param("lost_frames"),
-                          self._param("found_frames"), self._param("lost_search_scale"),
-                          self._param("found_threshold"))
+        return LostPolicy(**{field.name: self._param(field.name) for field in dataclasses.fields(LostPolicy)})
 
     def model_request(self, values: dict[str, Any] | None = None) -> ModelRequest:
         """The model the parameters ask for (``values`` overrides current parameter values).
@@ -249,11 +248,9 @@ class ParameterHandler:
     def _apply_runtime(self, changes: dict[str, Any]) -> None:
         """Changes that take effect at once: presence policy, thread count, image size limit."""
         policy = self.engine.policy
-        policy.score_threshold = float(changes.get("score_threshold", policy.score_threshold))
-        policy.lost_frames = int(changes.get("lost_frames", policy.lost_frames))
-        policy.found_frames = int(changes.get("found_frames", policy.found_frames))
-        policy.lost_search_scale = float(changes.get("lost_search_scale", policy.lost_search_scale))
-        policy.found_threshold = float(changes.get("found_threshold", policy.found_threshold))
+        for field in dataclasses.fields(LostPolicy):  # every field is a node parameter of its type
+            if field.name in changes:
+                setattr(policy, field.name, type(field.default)(changes[field.name]))
         self.engine.policy_changed()
         if "threads" in changes:
             self.engine.threads.requested = int(changes["threads"])
